@@ -1,0 +1,39 @@
+// swift-tools-version: 6.1
+//
+// ShadowMMU: an executable model of the Linux KVM x86 MMU.
+//
+// Modules, dependencies pointing one way (see docs/ and DESIGN.md §3):
+//   X86Paging ← Scenarios ← ShadowMMUCommands ← shadowmmu
+// ShadowMMU and VirtualMachine slot in between X86Paging and Scenarios.
+//
+// Benchmarks live in their own package under Benchmarks/ so that building and
+// testing this package never pulls in the benchmark harness.
+import PackageDescription
+
+let package = Package(
+    name: "ShadowMMU",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "X86Paging", targets: ["X86Paging"]),
+        .library(name: "Scenarios", targets: ["Scenarios"]),
+        .executable(name: "shadowmmu", targets: ["shadowmmu"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "X86Paging"),
+        .target(name: "Scenarios", dependencies: ["X86Paging"]),
+        .target(
+            name: "ShadowMMUCommands",
+            dependencies: [
+                "Scenarios", "X86Paging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "shadowmmu", dependencies: ["ShadowMMUCommands"]),
+        .testTarget(name: "X86PagingTests", dependencies: ["X86Paging"]),
+        .testTarget(name: "ScenariosTests", dependencies: ["Scenarios", "X86Paging"]),
+        .testTarget(name: "ShadowMMUCommandsTests", dependencies: ["ShadowMMUCommands", "Scenarios"]),
+    ]
+)
