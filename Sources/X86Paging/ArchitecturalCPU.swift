@@ -1,0 +1,87 @@
+/// The result of translating one access on a CPU.
+public enum AccessTranslation: Hashable, Sendable {
+    /// The access may proceed at this physical address.
+    case physical(UInt64)
+    /// A #PF with this error code (CR2 is the linear address).
+    case pageFault(PageFaultErrorCode)
+    /// A #GP: non-canonical address.
+    case generalProtection
+}
+
+/// A simulated x86 CPU without virtualization: architectural registers, a TLB,
+/// and the reference walker over the guest's own tables. This is what
+/// `mmu native` runs, and the reference every other configuration matches.
+public final class ArchitecturalCPU {
+    public internal(set) var registers: ControlRegisters
+    public let tlb: TLB
+    /// Walks performed (TLB misses and re-walks).
+    public var walks = 0
+
+    public init(model: CPUModel = CPUModel(), tlbCapacity: Int = 4096) {
+        registers = ControlRegisters(model: model)
+        tlb = TLB(capacity: tlbCapacity)
+    }
+
+    /// Translates `address` for `access`: a TLB hit is judged against the
+    /// current registers; a miss, a permission failure on a cached entry, or a
+    /// write through an entry cached with D=0 walks the tables again.
+    @inlinable
+    public func translate<Memory: PhysicalMemory>(_ address: UInt64, _ access: MemoryAccess, memory: Memory) -> AccessTranslation {
+        let mode = registers.mode
+        guard mode.isCanonical(address) else { return .generalProtection }
+        let linear = registers.linearAddress(address)
+        if mode == .none { return .physical(linear) }
+        let pcid = registers.pcid
+        if let entry = tlb.lookup(linear, pcid: pcid) {
+            let violations = registers.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
+            if violations.isEmpty, access.kind != .write || entry.dirty {
+                tlb.countHit()
+                return .physical(entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1))
+            }
+            tlb.drop(linear)
+        }
+        tlb.countMiss()
+        return walkAndFill(linear, access, memory: memory)
+    }
+
+    @usableFromInline
+    func walkAndFill<Memory: PhysicalMemory>(_ linear: UInt64, _ access: MemoryAccess, memory: Memory) -> AccessTranslation {
+        walks += 1
+        switch Walker.walk(linear, access, registers: registers, memory: memory) {
+        case .translated(let translation):
+            tlb.insert(translation, pcid: registers.pcid)
+            return .physical(translation.physicalAddress)
+        case .pageFault(let code):
+            return .pageFault(code)
+        case .generalProtection:
+            return .generalProtection
+        }
+    }
+
+    /// A MOV to a control register, WRMSR to EFER or WRPKRU, with its TLB effects.
+    @discardableResult
+    public func write<Memory: PhysicalMemory>(_ register: ControlRegister, _ value: UInt64, memory: Memory) -> RegisterWriteResult {
+        let result = registers.write(register, value, memory: memory)
+        if case .accepted(let effects) = result {
+            if effects.contains(.flushAll) {
+                tlb.flushAll()
+            } else if effects.contains(.flushNonGlobal) {
+                tlb.flushNonGlobal(pcid: registers.pcid)
+            }
+        }
+        return result
+    }
+
+    /// EFLAGS.AC.
+    public func setAlignmentCheck(_ value: Bool) { registers.alignmentCheck = value }
+
+    /// INVLPG: invalidates the translations of the page containing `address`
+    /// (a non-canonical address invalidates nothing; it does not fault).
+    public func invalidatePage(_ address: UInt64) {
+        guard registers.mode != .none, registers.mode.isCanonical(address) else { return }
+        tlb.invalidatePage(registers.linearAddress(address))
+    }
+
+    /// Invalidates every translation, global ones included (INVPCID all-contexts).
+    public func flush() { tlb.flushAll() }
+}

@@ -1,0 +1,3 @@
+import ShadowMMUCommands
+
+await ShadowMMUCommand.main()
