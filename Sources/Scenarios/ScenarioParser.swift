@@ -1,0 +1,87 @@
+/// Turns scenario text (`docs/SCENARIO-FORMAT.md`) into a `Scenario`.
+///
+/// The whole file is read before anything runs, and the first unusable line
+/// stops the parse with a `ScenarioError` naming its line and column. A
+/// returned `Scenario` is complete and checked: every address, width and value
+/// is in range, setup precedes the vCPU commands, and every `expect` follows a
+/// command it can check.
+public enum ScenarioParser {
+    public static func parse(_ text: String, fileName: String) throws(ScenarioError) -> Scenario {
+        var builder = Builder(fileName: fileName)
+        for line in sourceLines(of: text) where !line.tokens.isEmpty {
+            var reader = LineReader(fileName: fileName, line: line)
+            try builder.take(&reader)
+        }
+        return try builder.finish()
+    }
+
+    /// Commands that act on a vCPU; `machine` and `mmu` must precede them.
+    static let vcpuCommands: Set<String> = [
+        "cr0", "cr3", "cr4", "efer", "pkru", "rflags.ac", "invlpg", "flush", "vcpu", "read", "write", "fetch",
+    ]
+
+    static let commandNames = [
+        "machine", "mmu", "poke", "store", "peek", "host", "cr0", "cr3", "cr4", "efer", "pkru", "rflags.ac",
+        "invlpg", "flush", "vcpu", "read", "write", "fetch", "expect",
+    ]
+
+    /// The file-level state: setup lines seen so far and the commands.
+    private struct Builder {
+        let fileName: String
+        var machine: (configuration: MachineConfiguration, line: Int)?
+        var mmu: (configuration: MMUConfiguration, line: Int)?
+        var firstVCPUCommandLine: Int?
+        var commands: [Command] = []
+
+        init(fileName: String) {
+            self.fileName = fileName
+        }
+
+        mutating func take(_ reader: inout LineReader) throws(ScenarioError) {
+            let name = reader.command.text
+            switch name {
+            case "machine":
+                if let first = machine {
+                    throw reader.error("duplicate 'machine' line (first on line \(first.line))", at: reader.command.column)
+                }
+                machine = (try reader.machine(), reader.line)
+            case "mmu":
+                if let first = mmu {
+                    throw reader.error("duplicate 'mmu' line (first on line \(first.line))", at: reader.command.column)
+                }
+                if let firstVCPU = firstVCPUCommandLine {
+                    throw reader.error("'mmu' must come before the first vCPU command (line \(firstVCPU))", at: reader.command.column)
+                }
+                mmu = (try reader.mmu(), reader.line)
+            default:
+                guard commandNames.contains(name) else {
+                    throw reader.error(expected: "a command (\(commandNames.joined(separator: ", ")))", found: reader.command)
+                }
+                guard let machine else {
+                    throw reader.error(expected: "a 'machine' line before the first command", found: reader.command)
+                }
+                let action = try reader.action(machine: machine.configuration, earlier: commands)
+                if firstVCPUCommandLine == nil, vcpuCommands.contains(name) {
+                    firstVCPUCommandLine = reader.line
+                }
+                commands.append(Command(line: reader.line, action: action))
+            }
+        }
+
+        func finish() throws(ScenarioError) -> Scenario {
+            guard let machine else {
+                throw ScenarioError(
+                    file: fileName, line: 1, column: 1,
+                    message: "expected a 'machine' line before the first command, found end of file"
+                )
+            }
+            return Scenario(
+                fileName: fileName,
+                machine: machine.configuration,
+                mmu: mmu?.configuration ?? .native,
+                commands: commands,
+                mmuLine: mmu?.line ?? 0
+            )
+        }
+    }
+}
