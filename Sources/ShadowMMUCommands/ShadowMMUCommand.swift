@@ -1,10 +1,23 @@
 import ArgumentParser
 
-/// The `shadowmmu` command-line tool.
-public struct ShadowMMUCommand: AsyncParsableCommand {
+/// The `shadowmmu` command-line tool: a thin layer over the Scenarios library.
+public struct ShadowMMUCommand: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "shadowmmu",
-        abstract: "Run, explain and check guests under a model of the KVM x86 MMU."
+        abstract: "Run, explain and check x86 guests under a model of the KVM x86 MMU.",
+        discussion: """
+            A scenario file sets up a virtual machine, writes the guest's page tables into its \
+            memory, drives its vCPUs (control-register writes, INVLPG, accesses) and prints the \
+            guest-visible outcome of every access as JSON Lines. The language is specified in \
+            docs/SCENARIO-FORMAT.md.
+
+            Examples:
+              shadowmmu run examples/4-level.scenario
+              shadowmmu run examples/pae.scenario --stats
+              shadowmmu explain examples/4-level.scenario --line 31
+            """,
+        subcommands: [Run.self, Explain.self]
     )
+
     public init() {}
 }

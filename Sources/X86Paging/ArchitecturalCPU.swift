@@ -85,3 +85,50 @@ public final class ArchitecturalCPU {
     /// Invalidates every translation, global ones included (INVPCID all-contexts).
     public func flush() { tlb.flushAll() }
 }
+
+extension ArchitecturalCPU {
+    /// What `translate` did for one access, for explanations.
+    public struct TracedTranslation: Sendable {
+        /// The cached translation that decided the access, if it hit the TLB.
+        public var tlbEntry: TLBEntry?
+        /// A cached translation found but not usable (permission or D=0 write),
+        /// which made the CPU walk again.
+        public var droppedTLBEntry: TLBEntry?
+        /// The walk, when one was made.
+        public var walk: WalkTrace?
+        public var result: AccessTranslation
+    }
+
+    /// `translate`, recording the TLB decision and the walk step by step.
+    /// Same side effects as `translate` (TLB fill, A/D updates).
+    public func translateTraced<Memory: PhysicalMemory>(_ address: UInt64, _ access: MemoryAccess, memory: Memory) -> TracedTranslation {
+        let mode = registers.mode
+        guard mode.isCanonical(address) else { return TracedTranslation(result: .generalProtection) }
+        let linear = registers.linearAddress(address)
+        if mode == .none { return TracedTranslation(result: .physical(linear)) }
+        var dropped: TLBEntry?
+        if let entry = tlb.lookup(linear, pcid: registers.pcid) {
+            let violations = registers.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
+            if violations.isEmpty, access.kind != .write || entry.dirty {
+                tlb.countHit()
+                return TracedTranslation(tlbEntry: entry, result: .physical(entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)))
+            }
+            dropped = entry
+            tlb.drop(linear)
+        }
+        tlb.countMiss()
+        walks += 1
+        var trace = WalkTrace()
+        let result: AccessTranslation
+        switch Walker.walk(linear, access, registers: registers, memory: memory, tracer: &trace) {
+        case .translated(let translation):
+            tlb.insert(translation, pcid: registers.pcid)
+            result = .physical(translation.physicalAddress)
+        case .pageFault(let code):
+            result = .pageFault(code)
+        case .generalProtection:
+            result = .generalProtection
+        }
+        return TracedTranslation(droppedTLBEntry: dropped, walk: trace, result: result)
+    }
+}

@@ -1,3 +1,3 @@
 import ShadowMMUCommands
 
-await ShadowMMUCommand.main()
+ShadowMMUCommand.main()

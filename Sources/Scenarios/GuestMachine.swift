@@ -1,0 +1,65 @@
+import X86Paging
+
+/// The machine a scenario drives: guest memory, vCPUs and whatever MMU the
+/// configuration puts between them. The runner is written against this
+/// protocol; each `mmu` configuration supplies one conforming type.
+public protocol GuestMachine: AnyObject {
+    /// Performs a `read`/`write`/`fetch` on `vcpu` until it completes or a
+    /// fault reaches the guest.
+    func access(vcpu: Int, _ command: AccessCommand) -> AccessOutcome
+    /// The same access, recording how the result was reached (for `explain`).
+    func explainAccess(vcpu: Int, _ command: AccessCommand) -> AccessExplanation
+    /// MOV CR*/WRMSR EFER/WRPKRU; `false` when the architecture rejects it (#GP).
+    func writeRegister(vcpu: Int, _ register: RegisterName, _ value: UInt64) -> Bool
+    func setAlignmentCheck(vcpu: Int, _ value: Bool)
+    func invalidatePage(vcpu: Int, _ address: UInt64)
+    func flush(vcpu: Int)
+
+    /// Loader write: bypasses every MMU hook.
+    func poke(_ address: UInt64, width: Int, _ value: UInt64)
+    /// A guest CPU store to guest physical memory through a mapping not under test.
+    func store(_ address: UInt64, width: Int, _ value: UInt64)
+    func peek(_ address: UInt64, width: Int) -> UInt64
+
+    func zapAll()
+    func invalidate(_ address: UInt64, size: UInt64)
+    func setMaxShadowPages(_ count: Int)
+    func startDirtyLog()
+    func stopDirtyLog()
+    /// Frames written since logging started or since the previous read, sorted;
+    /// then the log starts afresh.
+    func readDirtyLog() -> [UInt64]
+
+    /// The architectural registers of `vcpu` (for explanations and checks).
+    func registers(vcpu: Int) -> ControlRegisters
+    /// Counters for `--stats`, in a stable order.
+    var statistics: [(String, Int)] { get }
+    /// The hypervisor's current root of `vcpu` as the contract's tree, or
+    /// `.null` when there is no hypervisor.
+    func shadowRoot(vcpu: Int) -> JSONValue
+}
+
+extension AccessCommand {
+    /// The access as the paging hardware judges it.
+    public var memoryAccess: MemoryAccess {
+        let kind: MemoryAccess.Kind = switch self.kind {
+        case .read: .read
+        case .write: .write
+        case .fetch: .fetch
+        }
+        let mode: MemoryAccess.Mode = implicit ? .supervisorImplicit : (user ? .user : .supervisor)
+        return MemoryAccess(kind, mode)
+    }
+}
+
+extension RegisterName {
+    public var controlRegister: ControlRegister {
+        switch self {
+        case .cr0: .cr0
+        case .cr3: .cr3
+        case .cr4: .cr4
+        case .efer: .efer
+        case .pkru: .pkru
+        }
+    }
+}

@@ -1,0 +1,201 @@
+import X86Paging
+
+/// An `expect` line that did not hold.
+public struct ExpectationFailure: Sendable, Equatable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var expected: String
+    public var actual: String
+
+    public var description: String { "\(file):\(line): expectation failed: expected \(expected), got \(actual)" }
+}
+
+/// Executes a parsed scenario on the machine its `mmu` line asks for.
+///
+/// Construction is the single choke point for configurations: it throws a
+/// `ScenarioError` (exit status 2, nothing executed) for a configuration this
+/// version cannot run.
+public final class ScenarioRunner {
+    public let scenario: Scenario
+    public let machine: any GuestMachine
+    private var currentVCPU = 0
+    private var lastObservation: Observation?
+    /// Index of the next command to execute.
+    private var next = 0
+
+    public init(_ scenario: Scenario) throws(ScenarioError) {
+        self.scenario = scenario
+        self.machine = try Self.makeMachine(for: scenario)
+    }
+
+    static func makeMachine(for scenario: Scenario) throws(ScenarioError) -> any GuestMachine {
+        switch scenario.mmu {
+        case .native:
+            return NativeMachine(configuration: scenario.machine)
+        case .shadow, .tdp:
+            throw ScenarioError(
+                file: scenario.fileName, line: max(scenario.mmuLine, 1), column: 1,
+                message: "'\(scenario.mmu)' cannot run yet: this version runs 'mmu native' only (shadow paging and TDP are being built)")
+        }
+    }
+
+    /// Runs every remaining command, reporting each observation and each failed
+    /// expectation as it happens.
+    public func run(
+        observe: (Observation) -> Void = { _ in },
+        expectationFailed: (ExpectationFailure) -> Void = { _ in }
+    ) {
+        while next < scenario.commands.count {
+            step(observe: observe, expectationFailed: expectationFailed)
+        }
+    }
+
+    /// Runs the commands before `line`, then explains the access on `line`
+    /// (running it). Throws if line `line` holds no access.
+    public func explain(line: Int) throws(ScenarioError) -> AccessExplanation {
+        guard let index = scenario.commands.firstIndex(where: { $0.line == line }),
+              case .access(let command) = scenario.commands[index].action
+        else {
+            throw ScenarioError(
+                file: scenario.fileName, line: line, column: 1,
+                message: "expected a read, write or fetch on line \(line), found \(describeLine(line))")
+        }
+        while next < index { step(observe: { _ in }, expectationFailed: { _ in }) }
+        next = index + 1
+        return machine.explainAccess(vcpu: currentVCPU, command)
+    }
+
+    private func describeLine(_ line: Int) -> String {
+        guard let command = scenario.commands.first(where: { $0.line == line }) else {
+            return "no command (a blank, comment or setup line, or past the end)"
+        }
+        return "'\(command.action.name)'"
+    }
+
+    /// Executes one command.
+    public func step(observe: (Observation) -> Void, expectationFailed: (ExpectationFailure) -> Void) {
+        let command = scenario.commands[next]
+        next += 1
+        let vcpu = currentVCPU
+        func observed(_ event: Observation.Event) {
+            let observation = Observation(line: command.line, vcpu: vcpu, event: event)
+            lastObservation = observation
+            observe(observation)
+        }
+        switch command.action {
+        case .poke(let address, let value, let width):
+            machine.poke(address, width: width, value)
+        case .store(let address, let value, let width):
+            machine.store(address, width: width, value)
+        case .peek(let address, let width):
+            observed(.peek(address: address, value: machine.peek(address, width: width)))
+        case .hostZapAll:
+            machine.zapAll()
+        case .hostInvalidate(let address, let size):
+            machine.invalidate(address, size: size)
+        case .hostMaxShadowPages(let count):
+            machine.setMaxShadowPages(count)
+        case .hostDirtyLog(.start):
+            machine.startDirtyLog()
+        case .hostDirtyLog(.stop):
+            machine.stopDirtyLog()
+        case .hostDirtyLog(.read):
+            observed(.dirtyLog(gfns: machine.readDirtyLog()))
+        case .writeRegister(let name, let value):
+            observed(.registerWrite(name, accepted: machine.writeRegister(vcpu: vcpu, name, value)))
+        case .setAlignmentCheck(let value):
+            machine.setAlignmentCheck(vcpu: vcpu, value)
+        case .invlpg(let address):
+            machine.invalidatePage(vcpu: vcpu, address)
+        case .flush:
+            machine.flush(vcpu: vcpu)
+        case .selectVCPU(let index):
+            currentVCPU = index
+        case .access(let access):
+            observed(.access(access, machine.access(vcpu: vcpu, access)))
+        case .expect(let expectation):
+            if let failure = check(expectation, line: command.line) { expectationFailed(failure) }
+        }
+    }
+
+    /// `nil` when `expectation` holds for the previous observation.
+    func check(_ expectation: Expectation, line: Int) -> ExpectationFailure? {
+        let actual = lastObservation.map(Self.summary) ?? "nothing"
+        func failure(_ expected: String) -> ExpectationFailure {
+            ExpectationFailure(file: scenario.fileName, line: line, expected: expected, actual: actual)
+        }
+        let event = lastObservation?.event
+        switch expectation {
+        case .ok(let gpa, let value):
+            let expected = "ok" + (gpa.map { " gpa=\($0.hex)" } ?? "") + (value.map { " value=\($0.hex)" } ?? "")
+            switch event {
+            case .access(_, .ok(let actualGPA, let actualValue)):
+                if let gpa, gpa != actualGPA { return failure(expected) }
+                if let value, value != actualValue { return failure(expected) }
+                return nil
+            case .registerWrite(_, accepted: true), .peek, .dirtyLog:
+                return gpa == nil && value == nil ? nil : failure(expected)
+            default:
+                return failure(expected)
+            }
+        case .fault(let code):
+            let expected = "fault" + (code.map { " ec=\($0.hex)" } ?? "")
+            if case .access(_, .pageFault(let actualCode)) = event, code == nil || code == actualCode { return nil }
+            return failure(expected)
+        case .gp:
+            switch event {
+            case .access(_, .generalProtection), .registerWrite(_, accepted: false): return nil
+            default: return failure("gp")
+            }
+        case .value(let value):
+            switch event {
+            case .peek(_, let actualValue) where actualValue == value: return nil
+            case .access(_, .ok(_, let actualValue?)) where actualValue == value: return nil
+            default: return failure("value=\(value.hex)")
+            }
+        }
+    }
+
+    static func summary(_ observation: Observation) -> String {
+        switch observation.event {
+        case .access(let command, let outcome): "\(command.kind.rawValue) → \(outcome.summary)"
+        case .peek(_, let value): "peek → value=\(value.hex)"
+        case .registerWrite(let name, let accepted): "\(name.rawValue) write → \(accepted ? "ok" : "gp")"
+        case .dirtyLog(let gfns): "dirty-log → \(gfns.count) frames"
+        }
+    }
+
+    /// `{"stats":{…}}`
+    public var statisticsJSON: String {
+        JSONValue.object([("stats", .object(machine.statistics.map { ($0.0, .number($0.1)) }))]).encoded
+    }
+
+    /// `{"shadow":{"vcpu":N,"root":…}}` for every vCPU.
+    public var shadowDumpJSON: [String] {
+        (0..<scenario.machine.vcpuCount).map { vcpu in
+            JSONValue.object([("shadow", .object([("vcpu", .number(vcpu)), ("root", machine.shadowRoot(vcpu: vcpu))]))]).encoded
+        }
+    }
+}
+
+extension Action {
+    /// The command word, for messages.
+    public var name: String {
+        switch self {
+        case .poke: "poke"
+        case .store: "store"
+        case .peek: "peek"
+        case .hostZapAll: "host zap-all"
+        case .hostInvalidate: "host invalidate"
+        case .hostMaxShadowPages: "host max-shadow-pages"
+        case .hostDirtyLog(let action): "host dirty-log \(action.rawValue)"
+        case .writeRegister(let name, _): name.rawValue
+        case .setAlignmentCheck: "rflags.ac"
+        case .invlpg: "invlpg"
+        case .flush: "flush"
+        case .selectVCPU: "vcpu"
+        case .access(let access): access.kind.rawValue
+        case .expect: "expect"
+        }
+    }
+}

@@ -1,0 +1,50 @@
+import ArgumentParser
+import Scenarios
+
+/// `shadowmmu explain FILE --line N [--json]`.
+struct Explain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Explain, step by step, how the access on one line reaches its result.",
+        discussion: """
+            Runs the scenario up to the given line, then performs the access on that line and \
+            prints what the CPU did: the TLB look-up, each paging-structure entry it read (its \
+            address, raw value, decoded flags and what the walk decided), the rights along the \
+            path, the permission check, the accessed/dirty flags written, and the result with \
+            its error code.
+
+            Examples:
+              shadowmmu explain examples/4-level.scenario --line 31
+              shadowmmu explain examples/pae.scenario --line 40 --json
+            """
+    )
+
+    @Argument(help: "The scenario file (.scenario).")
+    var file: String
+
+    @Option(help: "The line holding the read, write or fetch to explain.")
+    var line: Int
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func validate() throws {
+        guard line >= 1 else { throw ValidationError("--line must be 1 or more, found \(line)") }
+    }
+
+    func run() throws {
+        let stdout = OutputStream.standardOutput
+        do {
+            let runner = try ScenarioRunner(try ScenarioFile.load(file))
+            let explanation = try runner.explain(line: line)
+            if json {
+                stdout.writeLine(explanation.json(line: line).encoded)
+            } else {
+                stdout.writeLine(explanation.text(line: line))
+            }
+            stdout.flush()
+        } catch {
+            OutputStream.standardError.writeLine(error.description)
+            throw ExitCode(2)
+        }
+    }
+}

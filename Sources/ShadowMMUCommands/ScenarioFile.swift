@@ -1,0 +1,49 @@
+import Foundation
+import Scenarios
+
+/// Loading a scenario file named on the command line.
+enum ScenarioFile {
+    /// Reads and parses `path`; a file that cannot be read or parsed is a
+    /// located `ScenarioError`.
+    static func load(_ path: String) throws(ScenarioError) -> Scenario {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "the file cannot be read" : "no such file"
+            throw ScenarioError(file: path, line: 1, column: 1, message: "expected a readable scenario file, found \(reason)")
+        }
+        // Invalid UTF-8 becomes U+FFFD, which the parser reports with its location.
+        return try ScenarioParser.parse(String(decoding: data, as: UTF8.self), fileName: path)
+    }
+}
+
+/// Standard output and error without per-line system calls.
+final class OutputStream {
+    private var buffer: [UInt8] = []
+    private let descriptor: Int32
+
+    nonisolated(unsafe) static let standardOutput = OutputStream(descriptor: 1)
+    nonisolated(unsafe) static let standardError = OutputStream(descriptor: 2)
+
+    init(descriptor: Int32) {
+        self.descriptor = descriptor
+        buffer.reserveCapacity(1 << 16)
+    }
+
+    func writeLine(_ text: String) {
+        buffer.append(contentsOf: text.utf8)
+        buffer.append(10)
+        if buffer.count >= 1 << 16 || descriptor == 2 { flush() }
+    }
+
+    func flush() {
+        guard !buffer.isEmpty else { return }
+        buffer.withUnsafeBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let written = Foundation.write(descriptor, bytes.baseAddress! + offset, bytes.count - offset)
+                if written <= 0 { break }
+                offset += written
+            }
+        }
+        buffer.removeAll(keepingCapacity: true)
+    }
+}
