@@ -27,6 +27,9 @@ public final class ArchitecturalCPU {
     /// write through an entry cached with D=0 walks the tables again.
     @inlinable
     public func translate<Memory: PhysicalMemory>(_ address: UInt64, _ access: MemoryAccess, memory: Memory) -> AccessTranslation {
+        // One read of the registers: each access to a class's stored property
+        // is a separate exclusivity check.
+        let registers = self.registers
         let mode = registers.mode
         guard mode.isCanonical(address) else { return .generalProtection }
         let linear = registers.linearAddress(address)

@@ -5,29 +5,34 @@ public final class SparseMemory: PhysicalMemory {
     public let size: UInt64
 
     /// Frames per second-level table: one table covers 1 GiB.
-    private static let framesPerChunk = 1 << 18
-    private var chunks: [UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>?]
+    @usableFromInline static let framesPerChunk = 1 << 18
+    /// First level, one slot per GiB; a `let` pointer so that the access path
+    /// needs no exclusivity check and no array bounds check.
+    @usableFromInline let chunks: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<UInt64>?>?>
+    let chunkCount: Int
     /// Number of pages currently backed by real storage.
     public private(set) var allocatedPages = 0
 
     public init(size: UInt64) {
         self.size = size
-        let chunkCount = Int((size + (1 << 30) - 1) >> 30)
-        chunks = Array(repeating: nil, count: chunkCount)
+        chunkCount = max(Int((size + (1 << 30) - 1) >> 30), 1)
+        chunks = .allocate(capacity: chunkCount)
+        chunks.initialize(repeating: nil, count: chunkCount)
     }
 
     deinit {
-        for chunk in chunks {
-            guard let chunk else { continue }
+        for chunkIndex in 0..<chunkCount {
+            guard let chunk = chunks[chunkIndex] else { continue }
             for index in 0..<Self.framesPerChunk {
                 chunk[index]?.deallocate()
             }
             chunk.deallocate()
         }
+        chunks.deallocate()
     }
 
-    @inline(__always)
-    private func page(_ address: UInt64) -> UnsafeMutablePointer<UInt64>? {
+    @inlinable @inline(__always)
+    func page(_ address: UInt64) -> UnsafeMutablePointer<UInt64>? {
         let frame = Int(truncatingIfNeeded: address >> 12)
         guard let chunk = chunks[frame >> 18] else { return nil }
         return chunk[frame & (Self.framesPerChunk - 1)]
@@ -59,6 +64,7 @@ public final class SparseMemory: PhysicalMemory {
         width >= 8 ? ~0 : (1 << UInt64(width * 8)) - 1
     }
 
+    @inlinable
     public func load(_ address: UInt64, width: Int) -> UInt64 {
         guard address < size else { return Self.widthMask(width) }
         guard let page = page(address) else { return 0 }
@@ -88,8 +94,8 @@ public final class SparseMemory: PhysicalMemory {
     /// Frame numbers of the pages that hold any data, ascending (for dumps and tests).
     public var backedFrames: [UInt64] {
         var frames: [UInt64] = []
-        for (chunkIndex, chunk) in chunks.enumerated() {
-            guard let chunk else { continue }
+        for chunkIndex in 0..<chunkCount {
+            guard let chunk = chunks[chunkIndex] else { continue }
             for slot in 0..<Self.framesPerChunk where chunk[slot] != nil {
                 frames.append(UInt64(chunkIndex << 18 | slot))
             }

@@ -41,13 +41,33 @@ public final class TLB {
     public let capacity: Int
     @usableFromInline let slots: UnsafeMutablePointer<TLBEntry>
     @usableFromInline let pcidGenerations: UnsafeMutablePointer<UInt32>
-    @usableFromInline var flushGeneration: UInt32 = 1
-    /// Upper bound on live entries for pages larger than 4 KiB: INVLPG must
-    /// find those wherever they sit.
-    var largeEntries = 0
+    /// The mutable scalars, behind a `let` pointer: a class's `var` costs a
+    /// dynamic exclusivity check on every access, which would more than double
+    /// the cost of a TLB hit.
+    @usableFromInline let state: UnsafeMutablePointer<State>
 
-    public var hits = 0
-    public var misses = 0
+    @usableFromInline
+    struct State {
+        @usableFromInline var flushGeneration: UInt32 = 1
+        /// Upper bound on live entries for pages larger than 4 KiB: INVLPG
+        /// must find those wherever they sit.
+        @usableFromInline var largeEntries = 0
+        @usableFromInline var hits = 0
+        @usableFromInline var misses = 0
+    }
+
+    @inlinable var flushGeneration: UInt32 {
+        get { state.pointee.flushGeneration }
+        set { state.pointee.flushGeneration = newValue }
+    }
+    var largeEntries: Int {
+        get { state.pointee.largeEntries }
+        set { state.pointee.largeEntries = newValue }
+    }
+    /// Look-ups that found a usable translation.
+    public var hits: Int { state.pointee.hits }
+    /// Look-ups that had to walk.
+    public var misses: Int { state.pointee.misses }
 
     /// `capacity` is rounded up to a power of two.
     public init(capacity: Int = 4096) {
@@ -58,11 +78,14 @@ public final class TLB {
         slots.initialize(repeating: .empty, count: size)
         pcidGenerations = .allocate(capacity: 4096)
         pcidGenerations.initialize(repeating: 1, count: 4096)
+        state = .allocate(capacity: 1)
+        state.initialize(to: State())
     }
 
     deinit {
         slots.deallocate()
         pcidGenerations.deallocate()
+        state.deallocate()
     }
 
     @inlinable
@@ -79,9 +102,9 @@ public final class TLB {
     }
 
     @inlinable
-    func countHit() { hits &+= 1 }
+    func countHit() { state.pointee.hits &+= 1 }
     @inlinable
-    func countMiss() { misses &+= 1 }
+    func countMiss() { state.pointee.misses &+= 1 }
 
     /// Caches `translation` for the 4 KiB page of its linear address.
     public func insert(_ translation: Translation, pcid: Int) {
