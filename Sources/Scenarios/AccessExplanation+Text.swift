@@ -71,7 +71,7 @@ extension AccessExplanation {
             let flags = step.entrySize == 4 ? PTE32(rawValue: UInt32(truncatingIfNeeded: step.entry)).description : PTE64(rawValue: step.entry).description
             let source = switch step.source {
             case .memory(let address): "read \(step.entrySize) bytes at \(address.hex)"
-            case .pdpteRegister(let register): "PDPTE register \(register) (loaded at the last CR3 load, no memory reference)"
+            case .pdpteRegister(let register): "PDPTE register \(register) (latched at the last PDPTE load by MOV CR3 or a paging-related MOV CR0/CR4; no memory reference)"
             }
             out.append("  \(number + 1). \(name) index \(index) (linear address bits \(bits)): \(source)")
             if case .outsideMemory = step.decision {

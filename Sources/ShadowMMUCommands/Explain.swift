@@ -13,7 +13,7 @@ struct Explain: ParsableCommand {
             its error code.
 
             Examples:
-              shadowmmu explain examples/4-level.scenario --line 31
+              shadowmmu explain examples/4-level.scenario --line 30
               shadowmmu explain examples/pae.scenario --line 40 --json
             """
     )

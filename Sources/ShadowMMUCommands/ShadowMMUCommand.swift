@@ -14,7 +14,7 @@ public struct ShadowMMUCommand: ParsableCommand {
             Examples:
               shadowmmu run examples/4-level.scenario
               shadowmmu run examples/pae.scenario --stats
-              shadowmmu explain examples/4-level.scenario --line 31
+              shadowmmu explain examples/4-level.scenario --line 30
             """,
         subcommands: [Run.self, Explain.self]
     )
