@@ -3,8 +3,7 @@
 // ShadowMMU: an executable model of the Linux KVM x86 MMU.
 //
 // Modules, dependencies pointing one way (see docs/ and DESIGN.md §3):
-//   X86Paging ← Scenarios ← ShadowMMUCommands ← shadowmmu
-// ShadowMMU and VirtualMachine slot in between X86Paging and Scenarios.
+//   X86Paging ← ShadowMMU ← VirtualMachine ← Scenarios ← ShadowMMUCommands ← shadowmmu
 //
 // Benchmarks live in their own package under Benchmarks/ so that building and
 // testing this package never pulls in the benchmark harness.
@@ -15,6 +14,8 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "X86Paging", targets: ["X86Paging"]),
+        .library(name: "ShadowMMU", targets: ["ShadowMMU"]),
+        .library(name: "VirtualMachine", targets: ["VirtualMachine"]),
         .library(name: "Scenarios", targets: ["Scenarios"]),
         .executable(name: "shadowmmu", targets: ["shadowmmu"]),
     ],
@@ -23,7 +24,9 @@ let package = Package(
     ],
     targets: [
         .target(name: "X86Paging"),
-        .target(name: "Scenarios", dependencies: ["X86Paging"]),
+        .target(name: "ShadowMMU", dependencies: ["X86Paging"]),
+        .target(name: "VirtualMachine", dependencies: ["ShadowMMU", "X86Paging"]),
+        .target(name: "Scenarios", dependencies: ["VirtualMachine", "ShadowMMU", "X86Paging"]),
         .target(
             name: "ShadowMMUCommands",
             dependencies: [
@@ -33,6 +36,7 @@ let package = Package(
         ),
         .executableTarget(name: "shadowmmu", dependencies: ["ShadowMMUCommands"]),
         .testTarget(name: "X86PagingTests", dependencies: ["X86Paging"]),
+        .testTarget(name: "ShadowMMUTests", dependencies: ["ShadowMMU", "VirtualMachine", "Scenarios", "X86Paging"]),
         .testTarget(name: "ScenariosTests", dependencies: ["Scenarios", "X86Paging"]),
         .testTarget(name: "ShadowMMUCommandsTests", dependencies: ["ShadowMMUCommands", "Scenarios"]),
     ]

@@ -32,10 +32,17 @@ public final class ScenarioRunner {
         switch scenario.mmu {
         case .native:
             return NativeMachine(configuration: scenario.machine)
-        case .shadow, .tdp:
+        case .shadow(let host):
+            if host == .pae32, let line = scenario.commands.first(where: { $0.action.entersLongMode }) {
+                throw ScenarioError(
+                    file: scenario.fileName, line: line.line, column: 1,
+                    message: "expected a guest a 32-bit PAE host can run (at most 3 paging levels), found an 'efer' write setting LME under 'mmu shadow host=pae32'")
+            }
+            return ShadowMachine(configuration: scenario.machine, host: host)
+        case .tdp:
             throw ScenarioError(
                 file: scenario.fileName, line: max(scenario.mmuLine, 1), column: 1,
-                message: "'\(scenario.mmu)' cannot run yet: this version runs 'mmu native' only (shadow paging and TDP are being built)")
+                message: "'\(scenario.mmu)' cannot run yet: this version runs 'mmu native' and 'mmu shadow' (TDP is being built)")
         }
     }
 
@@ -179,6 +186,12 @@ public final class ScenarioRunner {
 }
 
 extension Action {
+    /// An EFER write that sets LME: the guest is headed for long mode.
+    var entersLongMode: Bool {
+        if case .writeRegister(.efer, let value) = self { return value & EFER.lme.rawValue != 0 }
+        return false
+    }
+
     /// The command word, for messages.
     public var name: String {
         switch self {

@@ -1,7 +1,8 @@
-/// Bit-range helpers shared by every entry format.
-@usableFromInline
+/// Bits `high` down to `low` set (empty when `high < low`): the mask of a
+/// field of an entry format.
+@inlinable
 @inline(__always)
-func bitRange(_ high: Int, _ low: Int) -> UInt64 {
+public func bitRange(_ high: Int, _ low: Int) -> UInt64 {
     guard high >= low else { return 0 }
     let width = high - low + 1
     let ones: UInt64 = width >= 64 ? ~0 : (1 << UInt64(width)) - 1

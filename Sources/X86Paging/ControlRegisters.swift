@@ -56,3 +56,25 @@ public struct ControlRegisters: Hashable, Sendable {
         mode.isLongMode ? address : address & 0xffff_ffff
     }
 }
+
+extension ControlRegisters {
+    /// Paging state loaded as a whole, without the checks and side effects of
+    /// MOV: what a VM entry does when it loads the host-built root into the
+    /// hardware (CR0, CR3, CR4, EFER and, for a PAE root, the PDPTE registers
+    /// read from the root table). The caller guarantees the combination is
+    /// architecturally valid.
+    public init(
+        model: CPUModel, cr0: CR0, cr3: UInt64, cr4: CR4, efer: EFER, pkru: PKRU = PKRU(rawValue: 0),
+        alignmentCheck: Bool = false, pdptes: PDPTERegisters = PDPTERegisters()
+    ) {
+        self.init(model: model)
+        self.cr0 = cr0
+        self.cr3 = cr3
+        self.cr4 = cr4
+        self.efer = efer
+        self.pkru = pkru
+        self.alignmentCheck = alignmentCheck
+        self.pdptes = pdptes
+        updateMode()
+    }
+}

@@ -1,0 +1,150 @@
+import ShadowMMU
+import VirtualMachine
+import X86Paging
+
+/// `mmu shadow`: the guest runs on a `VirtualMachine` whose hardware walks
+/// the tables KVM's shadow MMU builds from the guest's own.
+public final class ShadowMachine: GuestMachine {
+    public let vm: VirtualMachine
+    /// When set, the MMU's audit runs after every command and its findings
+    /// collect in `auditFailures` (the checker and the tests turn this on).
+    public var auditLevel: AuditLevel?
+    public private(set) var auditFailures: [String] = []
+
+    public init(configuration: MachineConfiguration, host: HostKind) {
+        vm = VirtualMachine(
+            memorySize: configuration.memorySize, maxPhysicalAddressBits: configuration.maxPhysicalAddressBits,
+            vcpuCount: configuration.vcpuCount, hostPaging: host == .pae32 ? .pae32 : .bits64)
+    }
+
+    func audited<T>(_ point: @autoclosure () -> String, _ body: () -> T) -> T {
+        let result = body()
+        if let auditLevel {
+            auditFailures += vm.mmu.audit(level: auditLevel, at: point())
+            auditFailures += vm.violations.map { "\(point()): \($0)" }
+        }
+        return result
+    }
+
+    static func outcome(_ result: GuestAccessResult) -> AccessOutcome {
+        switch result {
+        case .completed(let gpa, let value): .ok(gpa: gpa, value: value)
+        case .pageFault(let code): .pageFault(errorCode: code.rawValue)
+        case .generalProtection: .generalProtection
+        }
+    }
+
+    public func access(vcpu: Int, _ command: AccessCommand) -> AccessOutcome {
+        audited("\(command.kind.rawValue) \(command.address.hex)") {
+            Self.outcome(vm.access(vcpu: vcpu, command.address, command.memoryAccess, width: command.width, value: command.value))
+        }
+    }
+
+    public func explainAccess(vcpu: Int, _ command: AccessCommand) -> AccessExplanation {
+        let registers = vm.vcpus[vcpu].registers
+        let (result, events) = vm.tracedAccess(vcpu: vcpu, command.address, command.memoryAccess, width: command.width, value: command.value)
+        var stages: [AccessExplanation.Stage] = []
+        for event in events {
+            switch event {
+            case .entry(let frame, let levels, let local):
+                stages.append(.note("VM entry: the hardware uses the hypervisor's \(levels)-level root at host frame \((frame).hex)\(local ? " (a local shadow page of this vCPU)" : "")"))
+            case .tlbHit(let hpa):
+                stages.append(.note("hardware TLB hit: host physical address \(hpa.hex)"))
+            case .walk(let trace, let mode):
+                stages.append(.walk(title: "shadow tables (the hardware's walk, host physical addresses)", mode: mode, trace: trace))
+            case .exit(let code, let outcome):
+                stages.append(.note("page fault \(code) on the shadow tables: exit to the hypervisor, which \(Self.describe(outcome))"))
+            }
+        }
+        return AccessExplanation(vcpu: vcpu, command: command, registers: registers, stages: stages, outcome: Self.outcome(result))
+    }
+
+    static func describe(_ outcome: FaultOutcome) -> String {
+        switch outcome {
+        case .fixed: "walked the guest's tables and built the missing shadow entries; the vCPU re-enters"
+        case .spurious: "found nothing to fix; the vCPU re-enters"
+        case .injectPageFault(let code): "walked the guest's tables, found the guest's own fault, and injects #PF \(code)"
+        case .emulate(let gpa, let mmio):
+            mmio ? "emulates the access: guest physical \(gpa.hex) is MMIO (no memslot)"
+                : "emulates the write: guest physical \(gpa.hex) holds a guest page table it write-protects"
+        }
+    }
+
+    public func writeRegister(vcpu: Int, _ register: RegisterName, _ value: UInt64) -> Bool {
+        audited("\(register.rawValue) \(value.hex)") { vm.writeRegister(vcpu: vcpu, register.controlRegister, value) }
+    }
+
+    public func setAlignmentCheck(vcpu: Int, _ value: Bool) { vm.setAlignmentCheck(vcpu: vcpu, value) }
+
+    public func invalidatePage(vcpu: Int, _ address: UInt64) {
+        audited("invlpg \(address.hex)") { vm.invalidatePage(vcpu: vcpu, address) }
+    }
+
+    public func flush(vcpu: Int) { audited("flush") { vm.flush(vcpu: vcpu) } }
+    public func poke(_ address: UInt64, width: Int, _ value: UInt64) { vm.poke(address, width: width, value) }
+    public func store(_ address: UInt64, width: Int, _ value: UInt64) {
+        audited("store \(address.hex)") { vm.store(address, width: width, value) }
+    }
+    public func peek(_ address: UInt64, width: Int) -> UInt64 { vm.peek(address, width: width) }
+
+    public func zapAll() { audited("host zap-all") { vm.mmu.zapAllFast() } }
+    public func invalidate(_ address: UInt64, size: UInt64) {
+        audited("host invalidate") { vm.mmu.invalidateRange(address, size: size) }
+    }
+    public func setMaxShadowPages(_ count: Int) { audited("host max-shadow-pages") { vm.mmu.setMaxPages(count) } }
+    public func startDirtyLog() { vm.mmu.startDirtyLogging() }
+    public func stopDirtyLog() { vm.mmu.stopDirtyLogging() }
+    public func readDirtyLog() -> [UInt64] { vm.mmu.harvestDirtyLog() }
+
+    public func registers(vcpu: Int) -> ControlRegisters { vm.vcpus[vcpu].registers }
+
+    public var statistics: [(String, Int)] {
+        let counters = vm.counters
+        return [
+            ("accesses", counters.accesses),
+            ("guest_page_faults", counters.guestPageFaults),
+            ("guest_gp_faults", counters.guestGeneralProtectionFaults),
+            ("rejected_register_writes", counters.rejectedRegisterWrites),
+            ("stores", counters.stores),
+            ("vm_entries", counters.vmEntries),
+            ("hardware_walks", counters.hardwareWalks),
+            ("hardware_tlb_hits", counters.hardwareTLBHits),
+        ] + vm.mmu.statistics.all + [
+            ("shadow_pages", vm.mmu.usedPages),
+            ("host_table_frames", vm.host.tableFramesInUse),
+        ]
+    }
+
+    public func shadowRoot(vcpu: Int) -> JSONValue {
+        guard let root = vm.mmu.dumpRoot(vcpu: vcpu) else { return .null }
+        return Self.json(root)
+    }
+
+    static func json(_ table: ShadowTableDump) -> JSONValue {
+        let role = table.role
+        var fields: [(String, JSONValue)] = [
+            ("level", .number(table.level)), ("local", .bool(table.local)), ("direct", .bool(table.direct)),
+            ("gfn", .hex(table.gfn)), ("quadrant", .number(table.quadrant)),
+            ("role", .object([
+                ("level", .number(role.level)), ("direct", .bool(role.direct)), ("quadrant", .number(role.quadrant)),
+                ("access", .string(role.access.description)), ("has_4_byte_gpte", .bool(role.hasFourByteGPTE)),
+                ("efer_nx", .bool(role.eferNX)), ("cr0_wp", .bool(role.cr0WP)),
+                ("smep_andnot_wp", .bool(role.smepAndNotWP)), ("smap_andnot_wp", .bool(role.smapAndNotWP)),
+                ("passthrough", .bool(role.passthrough)), ("invalid", .bool(role.invalid)),
+            ])),
+        ]
+        if table.unsync { fields.append(("unsync", .bool(true))) }
+        fields.append(("entries", .object(table.entries.map { index, entry in
+            let value: JSONValue = switch entry {
+            case .table(let child): json(child)
+            case .leaf(let spte, let gfn, let frame):
+                .object([("leaf", .bool(true)), ("gfn", .hex(gfn)), ("hpa", .hex(frame << 12)), ("spte", .hex(spte)),
+                         ("flags", .string(SPTE(rawValue: spte).description))])
+            case .mmio(let spte, let gfn):
+                .object([("mmio", .bool(true)), ("gfn", .hex(gfn)), ("spte", .hex(spte))])
+            }
+            return (String(index), value)
+        })))
+        return .object(fields)
+    }
+}

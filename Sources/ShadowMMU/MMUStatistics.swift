@@ -1,0 +1,59 @@
+/// The hypervisor's counters, in KVM's spirit (`kvm_vm_stat`, `kvm_vcpu_stat`).
+public struct MMUStatistics: Hashable, Sendable {
+    /// Page faults that exited to the hypervisor (`pf_taken`).
+    public var exits = 0
+    /// Faults fixed by building or updating sptes (`pf_fixed`).
+    public var shadowFaultsFixed = 0
+    /// Faults that needed nothing (`pf_spurious`).
+    public var spuriousFaults = 0
+    /// Page faults reflected to the guest (`pf_guest`).
+    public var guestFaultsInjected = 0
+    /// Accesses the hypervisor emulated (`pf_emulate`): writes to
+    /// write-protected page tables and MMIO.
+    public var emulatedAccesses = 0
+    public var mmioExits = 0
+    public var mmioSPTEsCreated = 0
+    /// Shadow pages allocated (`mmu_cache_miss`).
+    public var pagesCreated = 0
+    public var pagesZapped = 0
+    /// Emulated guest writes to shadowed page tables (`mmu_pte_write`).
+    public var pteWritesEmulated = 0
+    /// Pages zapped for misaligned or repeated writes (`mmu_flooded`).
+    public var pagesFlooded = 0
+    /// Pages reclaimed to stay under the cap (`mmu_recycled`).
+    public var pagesRecycled = 0
+    /// Pages made unsync, and unsync pages synced.
+    public var unsyncs = 0
+    public var syncs = 0
+    public var localRootsCreated = 0
+    public var localPagesCreated = 0
+    public var localPagesFreed = 0
+    public var cachedRootHits = 0
+    public var cachedRootMisses = 0
+    public var rootsLoaded = 0
+    public var remoteTLBFlushes = 0
+    public var invlpgs = 0
+    public var guestTLBFlushes = 0
+    public var fastZaps = 0
+    /// Guest stores delivered to a frame the hypervisor tracks.
+    public var trappedStores = 0
+
+    public init() {}
+
+    /// Name and value of every counter, in a stable order.
+    public var all: [(String, Int)] {
+        [
+            ("exits", exits), ("shadow_faults_fixed", shadowFaultsFixed), ("spurious_faults", spuriousFaults),
+            ("guest_faults_injected", guestFaultsInjected), ("emulated_accesses", emulatedAccesses),
+            ("mmio_exits", mmioExits), ("mmio_sptes_created", mmioSPTEsCreated),
+            ("shadow_pages_created", pagesCreated), ("shadow_pages_zapped", pagesZapped),
+            ("pte_writes_emulated", pteWritesEmulated), ("pages_flooded", pagesFlooded),
+            ("pages_recycled", pagesRecycled), ("unsync", unsyncs), ("sync", syncs),
+            ("local_roots_created", localRootsCreated), ("local_pages_created", localPagesCreated),
+            ("local_pages_freed", localPagesFreed), ("cached_root_hits", cachedRootHits),
+            ("cached_root_misses", cachedRootMisses), ("roots_loaded", rootsLoaded),
+            ("remote_tlb_flushes", remoteTLBFlushes), ("invlpg", invlpgs), ("guest_tlb_flushes", guestTLBFlushes),
+            ("fast_zaps", fastZaps), ("trapped_stores", trappedStores),
+        ]
+    }
+}

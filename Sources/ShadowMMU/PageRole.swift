@@ -1,0 +1,174 @@
+import X86Paging
+
+/// Access rights in KVM's encoding (`ACC_*`): execute is positive (the
+/// inverse of XD), so rights combine over levels with AND.
+public struct AccessRights: OptionSet, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    public static let execute = AccessRights(rawValue: 1)
+    public static let write = AccessRights(rawValue: 2)
+    public static let user = AccessRights(rawValue: 4)
+    public static let all: AccessRights = [.execute, .write, .user]
+
+    /// The rights one guest entry grants (`gpte_access`): R/W, U/S and !XD.
+    /// 32-bit entries have no XD bit.
+    @inlinable
+    public init(guestEntry entry: UInt64, hasExecuteDisable: Bool) {
+        var rights: AccessRights = []
+        if entry & 2 != 0 { rights.insert(.write) }
+        if entry & 4 != 0 { rights.insert(.user) }
+        if !hasExecuteDisable || entry >> 63 == 0 { rights.insert(.execute) }
+        self = rights
+    }
+
+    public var description: String {
+        (contains(.user) ? "u" : "-") + (contains(.write) ? "w" : "-") + (contains(.execute) ? "x" : "-")
+    }
+}
+
+/// What a shadow page shadows and how (KVM's `kvm_mmu_page_role`): together
+/// with the gfn it is the page's identity in the hash. Two valid shadow pages
+/// never share (gfn, role).
+public struct PageRole: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+
+    @inlinable func field(_ shift: UInt32, _ width: UInt32) -> UInt32 { rawValue >> shift & (1 << width - 1) }
+    @inlinable mutating func setField(_ shift: UInt32, _ width: UInt32, _ value: UInt32) {
+        let mask: UInt32 = (1 << width - 1) << shift
+        rawValue = rawValue & ~mask | value << shift & mask
+    }
+
+    /// Level of the table in the shadow hierarchy (1 = 4 KiB leaves); 0 in a
+    /// cpu role means paging is off.
+    public var level: Int {
+        get { Int(field(0, 4)) }
+        set { setField(0, 4, UInt32(newValue)) }
+    }
+    /// The shadowed guest table has 4-byte entries (32-bit paging).
+    public var hasFourByteGPTE: Bool {
+        get { field(4, 1) != 0 }
+        set { setField(4, 1, newValue ? 1 : 0) }
+    }
+    /// Which part of a 1024-entry 32-bit guest table this 512-entry page covers.
+    public var quadrant: Int {
+        get { Int(field(5, 2)) }
+        set { setField(5, 2, UInt32(newValue)) }
+    }
+    /// Maps a contiguous gfn range instead of shadowing a guest table.
+    public var direct: Bool {
+        get { field(7, 1) != 0 }
+        set { setField(7, 1, newValue ? 1 : 0) }
+    }
+    /// Rights granted by the guest entries above this table.
+    public var access: AccessRights {
+        get { AccessRights(rawValue: UInt8(field(8, 3))) }
+        set { setField(8, 3, UInt32(newValue.rawValue)) }
+    }
+    /// Zapped while still in use as a root; never found by a lookup.
+    public var invalid: Bool {
+        get { field(11, 1) != 0 }
+        set { setField(11, 1, newValue ? 1 : 0) }
+    }
+    public var eferNX: Bool {
+        get { field(12, 1) != 0 }
+        set { setField(12, 1, newValue ? 1 : 0) }
+    }
+    public var cr0WP: Bool {
+        get { field(13, 1) != 0 }
+        set { setField(13, 1, newValue ? 1 : 0) }
+    }
+    /// CR4.SMEP && !CR0.WP: sptes built by CR0.WP=0 emulation differ.
+    public var smepAndNotWP: Bool {
+        get { field(14, 1) != 0 }
+        set { setField(14, 1, newValue ? 1 : 0) }
+    }
+    /// CR4.SMAP && !CR0.WP.
+    public var smapAndNotWP: Bool {
+        get { field(15, 1) != 0 }
+        set { setField(15, 1, newValue ? 1 : 0) }
+    }
+    /// Built without hardware accessed/dirty bits (EPT without A/D).
+    public var adDisabled: Bool {
+        get { field(16, 1) != 0 }
+        set { setField(16, 1, newValue ? 1 : 0) }
+    }
+    /// Built while the vCPU runs a nested (L2) guest.
+    public var guestMode: Bool {
+        get { field(17, 1) != 0 }
+        set { setField(17, 1, newValue ? 1 : 0) }
+    }
+    /// A top-level page with no guest table behind it (5-level host shadowing
+    /// a 4-level L1's nested tables).
+    public var passthrough: Bool {
+        get { field(18, 1) != 0 }
+        set { setField(18, 1, newValue ? 1 : 0) }
+    }
+
+    public var description: String {
+        var parts = ["level=\(level)", direct ? "direct" : "indirect", "access=\(access)"]
+        if hasFourByteGPTE { parts.append("4-byte-gpte quadrant=\(quadrant)") }
+        if eferNX { parts.append("efer_nx") }
+        if cr0WP { parts.append("cr0_wp") }
+        if smepAndNotWP { parts.append("smep_andnot_wp") }
+        if smapAndNotWP { parts.append("smap_andnot_wp") }
+        if adDisabled { parts.append("ad_disabled") }
+        if guestMode { parts.append("guest_mode") }
+        if passthrough { parts.append("passthrough") }
+        if invalid { parts.append("invalid") }
+        return parts.joined(separator: " ")
+    }
+}
+
+/// What the guest's paging looks like (KVM's `cpu_role`): a base page role
+/// plus the state that affects the guest walk but not shadow-page validity.
+public struct CPURole: Hashable, Sendable {
+    public var base: PageRole
+    public var cr4PSE = false
+    public var cr4SMEP = false
+    public var cr4SMAP = false
+    public var cr4PKE = false
+    public var cr4LA57 = false
+    public var eferLMA = false
+
+    /// `kvm_calc_cpu_role`, from the guest's CR0, CR4 and EFER.
+    public init(_ registers: ControlRegisters) {
+        base = PageRole(rawValue: 0)
+        base.access = .all
+        guard registers.cr0.pg else {
+            base.direct = true
+            return
+        }
+        let cr4 = registers.cr4
+        let lma = registers.efer.contains(.lma)
+        base.eferNX = registers.efer.contains(.nxe)
+        base.cr0WP = registers.cr0.wp
+        base.smepAndNotWP = cr4.contains(.smep) && !registers.cr0.wp
+        base.smapAndNotWP = cr4.contains(.smap) && !registers.cr0.wp
+        base.hasFourByteGPTE = !cr4.contains(.pae)
+        base.level = lma ? (cr4.contains(.la57) ? 5 : 4) : (cr4.contains(.pae) ? 3 : 2)
+        cr4PSE = cr4.contains(.pse)
+        cr4SMEP = cr4.contains(.smep)
+        cr4SMAP = cr4.contains(.smap)
+        cr4PKE = lma && cr4.contains(.pke)
+        cr4LA57 = lma && cr4.contains(.la57)
+        eferLMA = lma
+    }
+
+    /// Paging levels of the guest (0 when paging is off).
+    public var level: Int { base.level }
+}
+
+extension PageRole {
+    /// The root role of shadow paging for a guest with `cpuRole`
+    /// (`kvm_init_shadow_mmu`): the guest's role with at least three levels —
+    /// 32-bit and PAE guests, and guests with paging off, are shadowed by a
+    /// PAE root — and EFER.NX forced on, because KVM uses NX itself.
+    public static func shadowRoot(for cpuRole: CPURole) -> PageRole {
+        var role = cpuRole.base
+        role.level = max(role.level, 3)
+        role.eferNX = true
+        return role
+    }
+}

@@ -1,0 +1,129 @@
+import X86Paging
+
+/// How much an audit checks (DESIGN.md §5.3).
+public enum AuditLevel: Int, Comparable, Sendable {
+    /// Bookkeeping: hash, parent pointers, local pages, roots.
+    case structure = 1
+    /// Also every leaf spte: rmaps, memslots, write protection, permissions.
+    case full = 2
+
+    public static func < (a: AuditLevel, b: AuditLevel) -> Bool { a.rawValue < b.rawValue }
+}
+
+extension ShadowMMU {
+    /// Checks the MMU's invariants; returns one line per violation, each
+    /// naming `point` (where the audit ran), empty when everything holds.
+    public func audit(level: AuditLevel = .full, at point: String) -> [String] {
+        var problems: [String] = []
+        func fail(_ message: String) { problems.append("\(point): \(message)") }
+
+        // The hash: keys match, valid pages only, no local page.
+        for (key, page) in hash {
+            if key.gfn != page.gfn || key.role != page.role { fail("hash key \(key.gfn.hex)/\(key.role) holds page \(page.gfn.hex)/\(page.role)") }
+            if page.isLocal { fail("local page at frame \(page.frame.hex) is in the hash") }
+            if isObsolete(page) { fail("obsolete page \(page.gfn.hex) (\(page.role)) is still in the hash") }
+            if pageByFrame[page.frame] !== page { fail("hashed page \(page.gfn.hex) is not live at its frame") }
+        }
+        if usedPages != hash.count { fail("used page count \(usedPages) differs from the hash's \(hash.count)") }
+
+        let owners = Dictionary(grouping: pageByFrame.values.filter(\.isLocal), by: { $0.owner! })
+        for (owner, pages) in owners {
+            for page in pages where !isReachable(page, from: contexts[owner].root) {
+                fail("local page at frame \(page.frame.hex) of vCPU \(owner) is not on its root path")
+            }
+        }
+
+        for page in pageByFrame.values {
+            if host.freedFrames.contains(page.frame) { fail("live page \(page.gfn.hex) sits on a freed frame \(page.frame.hex)") }
+            if page.unsync, page.role.level != 1 || page.role.direct { fail("page \(page.gfn.hex) (\(page.role)) is unsync") }
+            // Parent pointers and sptes agree both ways.
+            for sptep in page.parentSPTEs {
+                let spte = SPTE(rawValue: host.entry(sptep))
+                if !spte.isShadowPresent || spte.frame != page.frame {
+                    fail("page \(page.gfn.hex) (\(page.role)) lists parent spte \(sptep.hex) which holds \(spte)")
+                }
+            }
+            guard page.role.level > 1 else { continue }
+            for index in 0..<512 {
+                let sptep = page.spteAddress(index)
+                let spte = SPTE(rawValue: host.entry(sptep))
+                guard spte.isShadowPresent else { continue }
+                guard let child = child(of: spte) else {
+                    fail("spte \(sptep.hex) points to frame \(spte.frame.hex), which holds no live page")
+                    continue
+                }
+                if !child.parentSPTEs.contains(sptep) { fail("page \(child.gfn.hex) (\(child.role)) does not list its parent spte \(sptep.hex)") }
+                if child.role.level != page.role.level - 1 { fail("spte \(sptep.hex) links a level-\(child.role.level) page under level \(page.role.level)") }
+            }
+        }
+
+        // No loaded root reaches a freed frame; no freed frame was ever read.
+        if host.poisonedReads > 0 { fail("\(host.poisonedReads) reads of freed host frames") }
+        for context in contexts {
+            for root in [context.root].compactMap({ $0 }) + context.cachedRoots {
+                var stack = [root]
+                while let page = stack.popLast() {
+                    if host.freedFrames.contains(page.frame) { fail("vCPU \(context.vcpu)'s root reaches freed frame \(page.frame.hex)") }
+                    guard page.role.level > 1 else { continue }
+                    for index in 0..<512 {
+                        let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+                        if spte.isShadowPresent, let child = child(of: spte) { stack.append(child) }
+                    }
+                }
+            }
+        }
+
+        guard level >= .full else { return problems }
+        auditLeaves(fail)
+        return problems
+    }
+
+    private func auditLeaves(_ fail: (String) -> Void) {
+        var rmapCount = 0
+        for (gfn, spteps) in rmap {
+            rmapCount += spteps.count
+            for sptep in spteps {
+                let spte = SPTE(rawValue: host.entry(sptep))
+                guard spte.isShadowPresent else {
+                    fail("rmap of gfn \(gfn.hex) lists spte \(sptep.hex), which is not present")
+                    continue
+                }
+                // Every leaf maps the frame its memslot backs the gfn with.
+                guard let slot = memory.slot(for: gfn), slot.hostFrame(of: gfn) == spte.frame else {
+                    fail("spte \(sptep.hex) for gfn \(gfn.hex) maps host frame \(spte.frame.hex), not the gfn's backing")
+                    continue
+                }
+                // No writable spte maps a guest table the MMU write-protects.
+                if spte.isWritable {
+                    if writeTrack[gfn] != nil { fail("writable spte \(sptep.hex) maps write-tracked gfn \(gfn.hex)") }
+                    for page in shadowedPages(of: gfn) where !page.unsync {
+                        fail("writable spte \(sptep.hex) maps gfn \(gfn.hex), shadowed by synced page (\(page.role))")
+                    }
+                }
+                // Rights never exceed what the guest's upper levels grant.
+                let page = page(holding: sptep)
+                var allowed = page.role.access
+                if !page.role.cr0WP { allowed.insert(.write) }  // CR0.WP=0 emulation: W without U
+                if !spte.access.isSubset(of: allowed) {
+                    fail("spte \(sptep.hex) grants \(spte.access), more than its page's \(page.role.access)")
+                }
+            }
+        }
+        var leafCount = 0
+        for page in pageByFrame.values where page.role.level == 1 {
+            for index in 0..<512 where SPTE(rawValue: host.entry(page.spteAddress(index))).isShadowPresent { leafCount += 1 }
+        }
+        if leafCount != rmapCount { fail("\(leafCount) present leaf sptes but \(rmapCount) rmap entries") }
+    }
+
+    func isReachable(_ target: ShadowPage, from root: ShadowPage?) -> Bool {
+        var page = root
+        while let current = page {
+            if current === target { return true }
+            guard current.isLocal, current.role.level > 3 else { return false }
+            let spte = SPTE(rawValue: host.entry(current.spteAddress(0)))
+            page = spte.isShadowPresent ? child(of: spte) : nil
+        }
+        return false
+    }
+}

@@ -1,0 +1,233 @@
+import X86Paging
+
+/// What the hypervisor did with a page fault the hardware raised on its
+/// tables (KVM's `RET_PF_*`).
+public enum FaultOutcome: Hashable, Sendable {
+    /// sptes were built or updated: the vCPU re-enters and retries.
+    case fixed
+    /// Nothing needed changing (the fault came from state already fixed): retry.
+    case spurious
+    /// The guest's own tables deny the access: deliver #PF with this code.
+    case injectPageFault(PageFaultErrorCode)
+    /// The hypervisor performs the access itself at `gpa`: MMIO (`mmio`), or a
+    /// write to a guest page table it write-protects (the caller writes guest
+    /// memory and reports it with `trackWrite`).
+    case emulate(gpa: UInt64, mmio: Bool)
+}
+
+/// How installing a leaf spte ended (`mmu_set_spte`).
+enum SetSPTEResult {
+    case fixed, spurious, writeProtected, mmio
+}
+
+extension ShadowMMU {
+    /// Handles a page fault the hardware raised for `access` at `address` on
+    /// `vcpu` (KVM's `kvm_mmu_page_fault` → `FNAME(page_fault)`): walk the
+    /// guest's tables (setting their accessed/dirty flags as the hardware
+    /// would), then either reflect the guest's fault, emulate, or build the
+    /// shadow chain and the leaf spte.
+    public func pageFault(vcpu: Int, address: UInt64, access: MemoryAccess, hardwareErrorCode: PageFaultErrorCode) -> FaultOutcome {
+        statistics.exits += 1
+        let context = contexts[vcpu]
+        let registers = context.registers
+        var walk = GuestWalk(guestMode: registers.mode)
+        let gpa: UInt64
+        var pageAccess = AccessRights.all
+        var protectionKey = 0
+        var dirty = true
+        if registers.mode == .none {
+            gpa = registers.linearAddress(address)
+            walk.leafLevel = 6  // no guest level: every shadow level is direct
+        } else {
+            switch Walker.walk(address, access, registers: registers, memory: memory, tracer: &walk) {
+            case .pageFault(let code):
+                statistics.guestFaultsInjected += 1
+                return .injectPageFault(code)
+            case .generalProtection:
+                preconditionFailure("the machine checks canonical addresses before the hardware walk")
+            case .translated(let translation):
+                gpa = translation.physicalAddress
+                pageAccess = walk.pageAccess
+                protectionKey = context.rootRole.level >= 4 ? translation.protectionKey : 0
+                dirty = translation.dirty
+            }
+        }
+        let gfn = gpa >> 12
+        let write = access.kind == .write
+        guard let slot = memory.slot(for: gfn) else {
+            makeMMUPagesAvailable()
+            _ = fetch(context, address, walk: walk, gfn: gfn, slot: nil, access: pageAccess, protectionKey: 0, write: write)
+            statistics.mmioExits += 1
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: true)
+        }
+        // A write the hardware saw as a protection fault on a write-tracked
+        // guest table: emulate it; the sptes stay (`page_fault_handle_page_track`).
+        if write, hardwareErrorCode.contains(.present), !hardwareErrorCode.contains(.reservedBit), writeTrack[gfn] != nil {
+            clearFloodCounters(context, address)
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: false)
+        }
+        // A clean page is mapped read-only so that the first write faults and
+        // the guest's dirty flag is set (`protect_clean_gpte`).
+        if !dirty, !write { pageAccess.remove(.write) }
+        if write, !pageAccess.contains(.write), registers.mode != .none, !registers.cr0.wp, access.mode != .user {
+            // CR0.WP=0: a supervisor write to a read-only page is allowed. KVM keeps
+            // the hardware's WP=1 and maps the page writable but supervisor-only
+            // (and, with SMEP, not executable). With SMAP or protection keys that
+            // would hide a user page from the checks a later supervisor access must
+            // pass, so there we emulate the write instead.
+            if pageAccess.contains(.user), registers.cr4.contains(.smap) || context.cpuRole.cr4PKE {
+                statistics.emulatedAccesses += 1
+                return .emulate(gpa: gpa, mmio: false)
+            }
+            pageAccess.insert(.write)
+            pageAccess.remove(.user)
+            if registers.cr4.contains(.smep) { pageAccess.remove(.execute) }
+        }
+        makeMMUPagesAvailable()
+        switch fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: protectionKey, write: write) {
+        case .fixed:
+            statistics.shadowFaultsFixed += 1
+            return .fixed
+        case .spurious where hardwareErrorCode.contains(.present):
+            // The sptes already grant what the guest's tables grant, yet the
+            // hardware refused: its forced state differs from the guest's (CR0.WP
+            // is always 1 in hardware, so a protection key's write-disable binds a
+            // supervisor write the guest's CR0.WP=0 lets through). Emulate.
+            statistics.spuriousFaults += 1
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: false)
+        case .spurious:
+            statistics.spuriousFaults += 1
+            return .spurious
+        case .writeProtected, .mmio:
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: false)
+        }
+    }
+
+    /// Builds the shadow chain from the root down to the leaf for `address`
+    /// (`FNAME(fetch)`): indirect pages for the guest's tables down to the
+    /// guest's leaf level, direct pages below it (a guest huge page is mapped
+    /// with 4 KiB sptes), then the leaf spte.
+    func fetch(
+        _ context: Context, _ address: UInt64, walk: GuestWalk, gfn: UInt64, slot: Memslot?,
+        access: AccessRights, protectionKey: Int, write: Bool
+    ) -> SetSPTEResult {
+        guard var page = context.root else { preconditionFailure("fault on vCPU \(context.vcpu) with no root loaded") }
+        let linear = context.registers.linearAddress(address)
+        var level = page.role.level
+        while level > 1 {
+            page.writeFloodingCount = 0
+            let index = Int(linear >> UInt64(12 + 9 * (level - 1)) & 511)
+            let sptep = page.spteAddress(index)
+            let spte = SPTE(rawValue: host.entry(sptep))
+            let childLevel = level - 1
+            let indirect = childLevel >= walk.leafLevel
+            if spte.isShadowPresent, let existing = child(of: spte) {
+                if indirect || existing.role.access == access {
+                    page = existing
+                    level = childLevel
+                    continue
+                }
+                // A direct page built for other rights (the guest has since set
+                // D on its huge page): unlink it so a correct one is built
+                // (`validate_direct_spte`).
+                unlinkChild(existing, from: sptep)
+                flushRemoteTLBs()
+            }
+            let child: ShadowPage
+            if indirect {
+                let role = childRole(of: page.role, address: linear, direct: false, access: walk.tableAccess(childLevel))
+                child = shadowPage(context, gfn: walk.tableGFN[childLevel], role: role)
+                // The guest may have made a not-present entry present without a
+                // flush: sync before the page is used again.
+                if child.unsyncChildren > 0 { syncChildren(context, child) }
+            } else {
+                let role = childRole(of: page.role, address: linear, direct: true, access: access)
+                let span = UInt64(1) << UInt64(9 * childLevel)
+                child = shadowPage(context, gfn: gfn & ~(span - 1), role: role)
+            }
+            link(page, index, to: child, context: context)
+            page = child
+            level = childLevel
+        }
+        page.writeFloodingCount = 0
+        return setSPTE(context, page, Int(linear >> 12 & 511), gfn: gfn, slot: slot, access: access, protectionKey: protectionKey, write: write)
+    }
+
+    /// Installs the leaf spte (`mmu_set_spte`).
+    func setSPTE(
+        _ context: Context, _ page: ShadowPage, _ index: Int, gfn: UInt64, slot: Memslot?,
+        access: AccessRights, protectionKey: Int, write: Bool
+    ) -> SetSPTEResult {
+        let sptep = page.spteAddress(index)
+        let old = SPTE(rawValue: host.entry(sptep))
+        guard let slot else {
+            if old.isShadowPresent {
+                dropLeaf(page, index)
+                flushRemoteTLBs()
+            }
+            host.setEntry(sptep, SPTE.mmio(gfn: gfn, generation: memslotGeneration).rawValue)
+            statistics.mmioSPTEsCreated += 1
+            return .mmio
+        }
+        let frame = slot.hostFrame(of: gfn)
+        var existing = false
+        if old.isShadowPresent {
+            if old.frame == frame {
+                existing = true
+            } else {
+                dropLeaf(page, index)
+                flushRemoteTLBs()
+            }
+        }
+        let (new, writeProtected) = makeSPTE(
+            gfn: gfn, frame: frame, access: access, protectionKey: protectionKey,
+            oldWritable: existing && old.isWritable, synchronizing: false)
+        let hardwareBits = SPTE.accessed | SPTE.dirty
+        if existing, new.rawValue & ~hardwareBits == old.rawValue & ~hardwareBits {
+            return writeProtected && write ? .writeProtected : .spurious
+        }
+        host.setEntry(sptep, new.rawValue)
+        if !existing {
+            rmap[gfn, default: []].append(sptep)
+            if !page.role.direct { page.leafGFNs[index] = gfn }
+        } else if old.isWritable, !new.isWritable {
+            flushRemoteTLBs()
+        }
+        return writeProtected && write ? .writeProtected : .fixed
+    }
+
+    /// The leaf spte for `access` (`make_spte`). Write access is granted only
+    /// if the frame is not a guest page table the hypervisor must see writes
+    /// to; a leaf table may instead go unsync. Returns whether write access
+    /// was withheld for that reason.
+    func makeSPTE(
+        gfn: UInt64, frame: UInt64, access: AccessRights, protectionKey: Int, oldWritable: Bool, synchronizing: Bool
+    ) -> (SPTE, Bool) {
+        var access = access
+        var writeProtected = false
+        if access.contains(.write), !oldWritable, !mmuTryToUnsyncPages(gfn, synchronizing: synchronizing) {
+            access.remove(.write)
+            writeProtected = true
+        }
+        let writable = access.contains(.write)
+        if writable { memory.markDirty(gfn) }
+        let spte = SPTE.leaf(frame: frame, access: access, writable: writable, mmuWritable: writable, protectionKey: protectionKey)
+        return (spte, writeProtected)
+    }
+
+    /// Resets the write-flooding counters of the pages on `address`'s shadow path.
+    func clearFloodCounters(_ context: Context, _ address: UInt64) {
+        let linear = context.registers.linearAddress(address)
+        var page = context.root
+        while let current = page {
+            current.writeFloodingCount = 0
+            guard current.role.level > 1 else { break }
+            let spte = SPTE(rawValue: host.entry(current.spteAddress(Int(linear >> UInt64(12 + 9 * (current.role.level - 1)) & 511))))
+            page = spte.isShadowPresent ? child(of: spte) : nil
+        }
+    }
+}

@@ -1,0 +1,155 @@
+import X86Paging
+
+extension ShadowMMU {
+    /// Lets the guest write the leaf tables at `gfn` without trapping, if it
+    /// may (`mmu_try_to_unsync_pages`): not when the frame is also an
+    /// upper-level table (write-tracked), and not while the hypervisor is
+    /// synchronizing (it must finish emulating the guest's flush first).
+    func mmuTryToUnsyncPages(_ gfn: UInt64, synchronizing: Bool) -> Bool {
+        if writeTrack[gfn] != nil { return false }
+        for page in shadowedPages(of: gfn) {
+            if synchronizing { return false }
+            if page.unsync { continue }
+            precondition(page.role.level == 1, "only leaf tables go unsync")
+            statistics.unsyncs += 1
+            page.unsync = true
+            for parent in page.parentSPTEs { markUnsync(parent) }
+        }
+        return true
+    }
+
+    /// Brings every unsync page under `parent` back in sync (`mmu_sync_children`):
+    /// write-protect them first so the guest cannot write while they are read,
+    /// then resynchronize each spte from the guest's current entries.
+    func syncChildren(_ context: Context, _ parent: ShadowPage) {
+        var leaves: [ShadowPage] = []
+        gatherUnsync(parent, into: &leaves)
+        if parent.unsync, !leaves.contains(where: { $0 === parent }) { leaves.append(parent) }
+        guard !leaves.isEmpty else { return }
+        var flush = false
+        for leaf in leaves where writeProtect(gfn: leaf.gfn) { flush = true }
+        if flush { flushRemoteTLBs() }
+        for leaf in leaves where leaf.unsync && pageByFrame[leaf.frame] === leaf {
+            leaf.unsync = false
+            statistics.syncs += 1
+            if !syncPage(context, leaf) { zapPage(leaf) }
+        }
+        pruneUnsyncBits(parent)
+    }
+
+    /// The unsync pages reachable from `page` through unsync-child bits.
+    func gatherUnsync(_ page: ShadowPage, into leaves: inout [ShadowPage]) {
+        guard page.unsyncChildren > 0, page.role.level > 1 else { return }
+        for index in 0..<512 where page.hasUnsyncChild(index) {
+            let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+            guard spte.isShadowPresent, let child = child(of: spte) else {
+                page.clearUnsyncChild(index)
+                continue
+            }
+            if child.unsync {
+                if !leaves.contains(where: { $0 === child }) { leaves.append(child) }
+            } else if child.unsyncChildren > 0 {
+                gatherUnsync(child, into: &leaves)
+            } else {
+                page.clearUnsyncChild(index)
+            }
+        }
+    }
+
+    /// Clears unsync-child bits that no longer lead to an unsync page.
+    func pruneUnsyncBits(_ page: ShadowPage) {
+        guard page.unsyncChildren > 0, page.role.level > 1 else { return }
+        for index in 0..<512 where page.hasUnsyncChild(index) {
+            let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+            guard spte.isShadowPresent, let child = child(of: spte) else {
+                page.clearUnsyncChild(index)
+                continue
+            }
+            if child.unsync { continue }
+            pruneUnsyncBits(child)
+            if child.unsyncChildren == 0 { page.clearUnsyncChild(index) }
+        }
+    }
+
+    /// Resynchronizes every spte of a leaf page (`kvm_sync_page`); false if the
+    /// page cannot be synced and must be zapped.
+    func syncPage(_ context: Context, _ page: ShadowPage) -> Bool {
+        guard !page.role.direct, page.role.level == 1 else { return false }
+        var flush = false
+        for index in 0..<512 where host.entry(page.spteAddress(index)) != 0 {
+            if syncSPTE(context, page, index) { flush = true }
+        }
+        if flush { flushRemoteTLBs() }
+        return true
+    }
+
+    /// Guest address of the entry that spte `index` of leaf page `page` shadows.
+    func guestEntryAddress(_ page: ShadowPage, _ index: Int) -> UInt64 {
+        page.role.hasFourByteGPTE
+            ? page.gfn << 12 + UInt64(page.role.quadrant * 2048 + index * 4)
+            : page.gfn << 12 + UInt64(index * 8)
+    }
+
+    /// Resynchronizes one spte of a leaf page from the guest entry it shadows
+    /// (`FNAME(sync_spte)`). Returns whether a TLB flush is due.
+    func syncSPTE(_ context: Context, _ page: ShadowPage, _ index: Int) -> Bool {
+        let sptep = page.spteAddress(index)
+        let spte = SPTE(rawValue: host.entry(sptep))
+        guard spte.rawValue != 0 else { return false }
+        let fourByte = page.role.hasFourByteGPTE
+        let gpte = memory.load(guestEntryAddress(page, index), width: fourByte ? 4 : 8)
+        let registers = context.registers
+        var reserved: UInt64 = 0
+        if !fourByte {
+            reserved = Walker.reservedBits(
+                mode: registers.mode == .bits32 ? .pae : registers.mode, level: 1, large: false, model: registers.model,
+                executeDisableEnabled: registers.executeDisableEnabled)
+        }
+        // Not present, never accessed, or reserved bits: drop (`prefetch_invalid_gpte`).
+        guard gpte & 1 != 0, gpte & 0x20 != 0, gpte & reserved == 0 else {
+            zapSPTE(page, index)
+            return true
+        }
+        let gfn = fourByte ? (gpte & 0xffff_f000) >> 12 : (gpte & bitRange(registers.maxPhysicalAddressBits - 1, 12)) >> 12
+        if spte.isMMIO {
+            if spte.mmioGFN == gfn, memory.slot(for: gfn) == nil { return false }
+            host.setEntry(sptep, 0)
+            return true
+        }
+        guard gfn == page.leafGFNs[index], let slot = memory.slot(for: gfn) else {
+            zapSPTE(page, index)
+            return true
+        }
+        var access = page.role.access.intersection(AccessRights(guestEntry: gpte, hasExecuteDisable: !fourByte))
+        if gpte & 0x40 == 0 { access.remove(.write) }
+        let key = context.rootRole.level >= 4 ? Int(gpte >> 59 & 0xf) : 0
+        let (new, _) = makeSPTE(
+            gfn: gfn, frame: slot.hostFrame(of: gfn), access: access, protectionKey: key,
+            oldWritable: spte.isWritable, synchronizing: true)
+        let hardwareBits = SPTE.accessed | SPTE.dirty
+        guard new.rawValue & ~hardwareBits != spte.rawValue & ~hardwareBits else { return false }
+        host.setEntry(sptep, new.rawValue)
+        return spte.isWritable && !new.isWritable || !spte.access.isSubset(of: new.access)
+    }
+
+    /// INVLPG (`kvm_mmu_invlpg`): in the current and cached roots, resync the
+    /// sptes for `address` in unsync pages on its path.
+    public func invalidatePage(vcpu: Int, address: UInt64) {
+        statistics.invlpgs += 1
+        let context = contexts[vcpu]
+        let registers = context.registers
+        guard registers.mode.isCanonical(address) else { return }
+        let linear = registers.linearAddress(address)
+        for root in [context.root].compactMap({ $0 }) + context.cachedRoots where !root.role.direct {
+            var page = root
+            while true {
+                let index = Int(linear >> UInt64(12 + 9 * (page.role.level - 1)) & 511)
+                if page.unsync, syncSPTE(context, page, index) { flushRemoteTLBs() }
+                guard page.unsyncChildren > 0, page.role.level > 1 else { break }
+                let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+                guard spte.isShadowPresent, let next = child(of: spte) else { break }
+                page = next
+            }
+        }
+    }
+}

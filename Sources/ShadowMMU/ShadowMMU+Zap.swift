@@ -1,0 +1,129 @@
+import X86Paging
+
+extension ShadowMMU {
+    /// Removes a shadow page (`kvm_mmu_prepare_zap_page` + commit): zaps the
+    /// unsync pages below it, unlinks its children and its parents, stops
+    /// write-protecting its guest table, and frees it — or, while a vCPU still
+    /// holds it as a root, marks it invalid until the last holder lets go.
+    func zapPage(_ page: ShadowPage) {
+        guard pageByFrame[page.frame] === page, !page.role.invalid, !page.isLocal else { return }
+        statistics.pagesZapped += 1
+        if page.role.level > 1 {
+            var unsyncLeaves: [ShadowPage] = []
+            gatherUnsync(page, into: &unsyncLeaves)
+            for leaf in unsyncLeaves { zapPage(leaf) }
+        }
+        for index in 0..<512 { zapSPTE(page, index) }
+        for sptep in page.parentSPTEs { host.setEntry(sptep, 0) }
+        page.parentSPTEs = []
+        if page.hasGuestPTEs { unaccountShadowed(page) }
+        page.unsync = false
+        removeFromHash(page)
+        if page.rootCount == 0 {
+            freePage(page)
+        } else {
+            page.role.invalid = true
+        }
+        flushRemoteTLBs()
+    }
+
+    func removeFromHash(_ page: ShadowPage) {
+        let key = PageKey(gfn: page.gfn, role: page.role)
+        guard hash[key] === page else { return }
+        hash[key] = nil
+        pagesByGFN[page.gfn]?.removeAll { $0 === page }
+        if pagesByGFN[page.gfn]?.isEmpty == true { pagesByGFN[page.gfn] = nil }
+        usedPages -= 1
+    }
+
+    /// Returns the page's table frame to the host (poisoned).
+    func freePage(_ page: ShadowPage) {
+        pageByFrame[page.frame] = nil
+        host.freeTableFrame(page.frame)
+    }
+
+    /// Clears entry `index` of `page` (`mmu_page_zap_pte`): a leaf leaves its
+    /// rmap; a table entry leaves its child's parent list (the child itself
+    /// stays, in the hash, for reuse).
+    func zapSPTE(_ page: ShadowPage, _ index: Int) {
+        let sptep = page.spteAddress(index)
+        let spte = SPTE(rawValue: host.entry(sptep))
+        guard spte.rawValue != 0 else { return }
+        if spte.isShadowPresent, page.role.level == 1 {
+            dropLeaf(page, index)
+        } else if spte.isShadowPresent, let child = child(of: spte) {
+            unlinkChild(child, from: sptep)
+        } else {
+            host.setEntry(sptep, 0)
+        }
+    }
+
+    /// Clears the parent entry at `sptep` that points to `child` (`drop_parent_pte`).
+    func unlinkChild(_ child: ShadowPage, from sptep: UInt64) {
+        if let position = child.parentSPTEs.firstIndex(of: sptep) { child.parentSPTEs.remove(at: position) }
+        host.setEntry(sptep, 0)
+    }
+
+    /// Clears a leaf spte and removes it from its rmap (`drop_spte`).
+    func dropLeaf(_ page: ShadowPage, _ index: Int) {
+        let sptep = page.spteAddress(index)
+        let gfn = page.mappedGFN(index)
+        if var list = rmap[gfn], let position = list.firstIndex(of: sptep) {
+            list.remove(at: position)
+            rmap[gfn] = list.isEmpty ? nil : list
+        }
+        host.setEntry(sptep, 0)
+    }
+
+    /// `host zap-all` (`kvm_mmu_zap_all_fast`): a new generation makes every
+    /// page obsolete at once; loaded roots are rebuilt before the vCPUs run
+    /// again, and the obsolete pages are zapped, oldest first.
+    public func zapAllFast() {
+        statistics.fastZaps += 1
+        generation &+= 1
+        for page in hashedPages where isObsolete(page) { zapPage(page) }
+        flushRemoteTLBs()
+    }
+
+    /// `host invalidate`: the host takes the backing of `[gpa, gpa+size)` away
+    /// (an MMU-notifier invalidation): every spte mapping it is dropped.
+    public func invalidateRange(_ gpa: UInt64, size: UInt64) {
+        guard size > 0 else { return }
+        var dropped = false
+        var gfn = gpa >> 12
+        let last = (gpa + size - 1) >> 12
+        while gfn <= last {
+            for sptep in rmap[gfn] ?? [] {
+                dropLeaf(page(holding: sptep), Int(sptep & 0xfff) / 8)
+                dropped = true
+            }
+            gfn += 1
+        }
+        if dropped { flushRemoteTLBs() }
+    }
+
+    /// `host max-shadow-pages` (`kvm_mmu_change_mmu_pages`).
+    public func setMaxPages(_ count: Int) {
+        maxPages = max(count, 1)
+        if usedPages > maxPages { zapOldestPages(usedPages - maxPages) }
+    }
+
+    /// Before building pages (`make_mmu_pages_available`): keep a few pages
+    /// free under the cap by zapping the oldest ones that are not roots.
+    func makeMMUPagesAvailable() {
+        guard maxPages != Int.max else { return }
+        let available = maxPages - usedPages
+        if available >= 5 { return }
+        zapOldestPages(25 - available)
+    }
+
+    func zapOldestPages(_ count: Int) {
+        var zapped = 0
+        for page in hashedPages where zapped < count && page.rootCount == 0 && pageByFrame[page.frame] === page && !page.role.invalid {
+            let before = statistics.pagesZapped
+            zapPage(page)
+            zapped += statistics.pagesZapped - before
+        }
+        statistics.pagesRecycled += zapped
+    }
+}

@@ -1,0 +1,261 @@
+import X86Paging
+
+/// The paging hardware of the host the hypervisor runs on.
+public enum HostPaging: Sendable, Hashable {
+    /// x86-64: roots of 3 (PAE, for guests with fewer levels), 4 or 5 levels.
+    case bits64
+    /// A 32-bit PAE host: every root is a PAE root; guests with 4 or 5 levels
+    /// cannot run.
+    case pae32
+}
+
+/// KVM's shadow MMU: the hypervisor builds, in host memory, the tables the
+/// hardware walks (shadow pages) from the guest's own page tables, keeps them
+/// coherent by write-protecting the guest tables it shadows (or letting leaf
+/// tables go unsync until the guest flushes), and handles the faults the
+/// hardware raises on them.
+///
+/// Roots follow the "local shadow pages" design (DESIGN.md §4): every table
+/// on a root path is a `ShadowPage`; those with no guest table behind them (a
+/// PAE root, padding levels) are local to one vCPU, outside the hash.
+///
+/// One instance serves every vCPU of a VM (state shared through the hash) and
+/// keeps one `Context` per vCPU (roles and roots: KVM's per-vCPU `kvm_mmu`).
+/// It owns no guest memory and no hardware: it reads guest memory and writes
+/// host tables through `GuestMemory` and `HostMemory`, and asks the machine to
+/// flush hardware TLBs through `remoteFlush`.
+public final class ShadowMMU {
+    public let host: HostMemory
+    public let memory: GuestMemory
+    public let hostPaging: HostPaging
+    public internal(set) var contexts: [Context]
+    public internal(set) var statistics = MMUStatistics()
+    /// Called whenever translations cached by any vCPU's hardware may be stale
+    /// (KVM's `kvm_flush_remote_tlbs`): the machine flushes every hardware TLB
+    /// and makes every vCPU reload its root state (PDPTE registers) before it
+    /// runs again.
+    public var remoteFlush: () -> Void = {}
+
+    /// The page hash: (gfn, role) → page, valid pages only.
+    var hash: [PageKey: ShadowPage] = [:]
+    /// Hashed pages by gfn (KVM walks the hash bucket of the gfn).
+    var pagesByGFN: [UInt64: [ShadowPage]] = [:]
+    /// Every live page, hashed, invalid or local, by the host frame of its table
+    /// (KVM finds a page from its table through the page's private field).
+    var pageByFrame: [UInt64: ShadowPage] = [:]
+    /// Reverse map: gfn → host addresses of the leaf sptes mapping it.
+    var rmap: [UInt64: [UInt64]] = [:]
+    /// gfn → number of upper-level (level > 1) shadow pages of it: such a
+    /// frame is write-tracked and can never be mapped writable.
+    var writeTrack: [UInt64: Int] = [:]
+    /// Pages with guest ptes (`indirect_shadow_pages`).
+    var indirectShadowPages = 0
+    /// The MMU generation; pages of an older one are obsolete (fast zap).
+    public internal(set) var generation: UInt64 = 0
+    /// Memslot generation, stamped into MMIO sptes.
+    public internal(set) var memslotGeneration: UInt64 = 0
+    /// Cap on hashed shadow pages (`n_max_mmu_pages`).
+    public internal(set) var maxPages = Int.max
+    /// Hashed pages in use (`n_used_mmu_pages`).
+    public internal(set) var usedPages = 0
+    var nextSerial = 0
+
+    public init(host: HostMemory, memory: GuestMemory, hostPaging: HostPaging, vcpuCount: Int, guestModel: CPUModel) {
+        self.host = host
+        self.memory = memory
+        self.hostPaging = hostPaging
+        contexts = (0..<vcpuCount).map { Context(vcpu: $0, registers: ControlRegisters(model: guestModel), hostPaging: hostPaging) }
+    }
+
+    /// Per-vCPU MMU state (KVM's `struct kvm_mmu` for the vCPU's root MMU).
+    public final class Context {
+        public let vcpu: Int
+        /// The guest's paging state as of its last register write.
+        public internal(set) var registers: ControlRegisters
+        public internal(set) var cpuRole: CPURole
+        public internal(set) var rootRole: PageRole
+        public internal(set) var root: ShadowPage?
+        /// The guest CR3 the current root was built for.
+        var rootPGD: UInt64 = 0
+        /// Cached roots for fast CR3 switches (`prev_roots`): 64-bit roots only.
+        var previousRoots: [(pgd: UInt64, page: ShadowPage)?] = [nil, nil, nil]
+        /// Backing frame of local PAE roots, below 4 GiB; allocated when first needed.
+        public internal(set) var paeRootFrame: UInt64?
+
+        init(vcpu: Int, registers: ControlRegisters, hostPaging: HostPaging) {
+            self.vcpu = vcpu
+            self.registers = registers
+            cpuRole = CPURole(registers)
+            rootRole = PageRole.shadowRoot(for: cpuRole)
+        }
+
+        /// Whether roots of this context start with local pages
+        /// (`using_local_root_page`, the series' cheap form): a direct root of
+        /// three levels, or an indirect root over a guest with at most three.
+        public var usingLocalRootPage: Bool {
+            rootRole.direct ? rootRole.level == 3 : cpuRole.level <= 3
+        }
+
+        /// The series' first form of the same predicate; a test proves the two agree.
+        public var usingLocalRootPageLongForm: Bool {
+            rootRole.level == 3 || (!rootRole.direct && cpuRole.level <= 3)
+        }
+
+        /// The cached roots, most recent first.
+        public var cachedRoots: [ShadowPage] { previousRoots.compactMap { $0?.page } }
+    }
+
+    /// Pages in the hash, oldest first.
+    public var hashedPages: [ShadowPage] { hash.values.sorted { $0.serial < $1.serial } }
+
+    /// Every live page (hashed, local, and zapped roots still held).
+    public var livePages: [ShadowPage] { pageByFrame.values.sorted { $0.serial < $1.serial } }
+
+    /// The page whose table holds the spte at host address `sptep`.
+    func page(holding sptep: UInt64) -> ShadowPage { pageByFrame[sptep >> 12]! }
+
+    /// The page a present non-leaf spte points to.
+    func child(of spte: SPTE) -> ShadowPage? { pageByFrame[spte.frame] }
+
+    func isObsolete(_ page: ShadowPage) -> Bool { page.role.invalid || page.generation != generation }
+
+    /// Valid pages with guest ptes at `gfn`.
+    func shadowedPages(of gfn: UInt64) -> [ShadowPage] {
+        (pagesByGFN[gfn] ?? []).filter { $0.hasGuestPTEs && !isObsolete($0) }
+    }
+
+    /// Asks the machine to flush every hardware TLB.
+    func flushRemoteTLBs() {
+        statistics.remoteTLBFlushes += 1
+        remoteFlush()
+    }
+}
+
+// MARK: - Finding, creating and linking shadow pages
+
+extension ShadowMMU {
+    /// The role of a child of `parent` (`kvm_mmu_child_role`) for address `address`.
+    func childRole(of parent: PageRole, address: UInt64, direct: Bool, access: AccessRights) -> PageRole {
+        var role = parent
+        role.level = parent.level - 1
+        role.direct = direct
+        role.access = access
+        role.passthrough = false
+        role.quadrant = 0
+        if parent.hasFourByteGPTE {
+            // A 1024-entry guest table becomes several 512-entry shadow pages:
+            // a page directory four (one per GiB), a page table two (one per 2 MiB).
+            if role.level == 2 { role.quadrant = Int(address >> 30 & 3) }
+            if role.level == 1 { role.quadrant = Int(address >> 21 & 1) }
+        }
+        return role
+    }
+
+    /// The shadow page for (`gfn`, `role`) (`kvm_mmu_get_shadow_page`): a fresh
+    /// local page when the context uses local root pages and the level is 3 or
+    /// more, else the valid page in the hash, else a new hashed page.
+    func shadowPage(_ context: Context, gfn: UInt64, role: PageRole) -> ShadowPage {
+        if role.level >= 3, context.usingLocalRootPage {
+            return allocateLocalPage(context, role: role)
+        }
+        for page in pagesByGFN[gfn] ?? [] where !isObsolete(page) {
+            if page.role != role {
+                // The guest reuses a leaf table as an upper-level table: an unsync
+                // page would stay writable while the new page needs write protection.
+                if role.level > 1, page.unsync { zapPage(page) }
+                continue
+            }
+            if page.role.direct { return page }
+            if page.unsync, !syncPage(context, page) {
+                zapPage(page)
+                break
+            }
+            page.writeFloodingCount = 0
+            return page
+        }
+        return allocateHashedPage(gfn: gfn, role: role)
+    }
+
+    func allocateHashedPage(gfn: UInt64, role: PageRole) -> ShadowPage {
+        statistics.pagesCreated += 1
+        let page = ShadowPage(gfn: gfn, role: role, frame: host.allocateTableFrame(), generation: generation, owner: nil, serial: nextSerial)
+        nextSerial += 1
+        hash[PageKey(gfn: gfn, role: role)] = page
+        pagesByGFN[gfn, default: []].append(page)
+        pageByFrame[page.frame] = page
+        usedPages += 1
+        if page.hasGuestPTEs { accountShadowed(page) }
+        return page
+    }
+
+    /// A page local to `context`'s vCPU: gfn 0, not in the hash, not counted.
+    /// A level-3 page of a 3-level root is a real PAE PDPT and uses the
+    /// context's PAE root frame, whose four entries are cleared for each new root.
+    func allocateLocalPage(_ context: Context, role: PageRole) -> ShadowPage {
+        let frame: UInt64
+        if role.level == 3, context.rootRole.level == 3 {
+            if context.paeRootFrame == nil { context.paeRootFrame = host.allocateTableFrame() }
+            frame = context.paeRootFrame!
+            for index in 0..<4 { host.setEntry(frame << 12 + UInt64(index) * 8, 0) }
+        } else {
+            frame = host.allocateTableFrame()
+        }
+        statistics.localPagesCreated += 1
+        let page = ShadowPage(gfn: 0, role: role, frame: frame, generation: generation, owner: context.vcpu, serial: nextSerial)
+        nextSerial += 1
+        pageByFrame[frame] = page
+        return page
+    }
+
+    /// Write-protects the guest table a new page shadows (`account_shadowed`):
+    /// upper-level tables are write-tracked for good; leaf tables are
+    /// write-protected now and may later go unsync.
+    func accountShadowed(_ page: ShadowPage) {
+        indirectShadowPages += 1
+        if page.role.level > 1 { writeTrack[page.gfn, default: 0] += 1 }
+        if writeProtect(gfn: page.gfn) { flushRemoteTLBs() }
+    }
+
+    func unaccountShadowed(_ page: ShadowPage) {
+        indirectShadowPages -= 1
+        if page.role.level > 1 {
+            let count = writeTrack[page.gfn, default: 0] - 1
+            writeTrack[page.gfn] = count > 0 ? count : nil
+        }
+    }
+
+    /// Removes write access from every spte mapping `gfn`; returns whether
+    /// anything changed (a TLB flush is then due).
+    @discardableResult
+    func writeProtect(gfn: UInt64, keepMMUWritable: Bool = false) -> Bool {
+        var changed = false
+        for sptep in rmap[gfn] ?? [] {
+            let spte = host.entry(sptep)
+            var new = spte & ~SPTE.writable
+            if !keepMMUWritable { new &= ~SPTE.mmuWritable }
+            if new != spte {
+                host.setEntry(sptep, new)
+                changed = changed || spte & SPTE.writable != 0
+            }
+        }
+        return changed
+    }
+
+    /// Points `parent`'s entry `index` at `child` (`link_shadow_page`).
+    func link(_ parent: ShadowPage, _ index: Int, to child: ShadowPage, context: Context) {
+        let sptep = parent.spteAddress(index)
+        let paeRoot = parent.isLocal && parent.role.level == 3 && context.rootRole.level == 3
+        let spte = paeRoot ? SPTE.paeRootEntry(child: child.frame) : SPTE.nonLeaf(child: child.frame)
+        host.setEntry(sptep, spte.rawValue)
+        child.parentSPTEs.append(sptep)
+        if child.unsync || child.unsyncChildren > 0 { markUnsync(sptep) }
+    }
+
+    /// Records, up every path to the roots, that the entry at `sptep` leads to
+    /// an unsync page (`mark_unsync`).
+    func markUnsync(_ sptep: UInt64) {
+        let parent = page(holding: sptep)
+        guard parent.markUnsyncChild(Int(sptep & 0xfff) / 8), parent.unsyncChildren == 1 else { return }
+        for grandparent in parent.parentSPTEs { markUnsync(grandparent) }
+    }
+}

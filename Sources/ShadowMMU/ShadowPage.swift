@@ -1,0 +1,85 @@
+import X86Paging
+
+/// One 4 KiB table the hypervisor built (KVM's `kvm_mmu_page`): its 512
+/// sptes live in host memory at `frame`; this object is the bookkeeping.
+public final class ShadowPage {
+    /// The guest frame shadowed (indirect), or the first gfn mapped (direct).
+    /// Local pages have gfn 0.
+    public let gfn: UInt64
+    public internal(set) var role: PageRole
+    /// Host frame holding the sptes.
+    public let frame: UInt64
+    /// Host addresses of the sptes that point to this page.
+    public internal(set) var parentSPTEs: [UInt64] = []
+    /// How many vCPU roots (current or cached) hold this page.
+    public internal(set) var rootCount = 0
+    /// A leaf table the guest may write without trapping; resynchronized on
+    /// INVLPG and TLB flushes.
+    public internal(set) var unsync = false
+    /// Number of set bits in `unsyncChildBitmap`.
+    public internal(set) var unsyncChildren = 0
+    /// Which entries lead (possibly indirectly) to an unsync page.
+    var unsyncChildBitmap = [UInt64](repeating: 0, count: 8)
+    /// Emulated guest writes since the page was last used for translation.
+    var writeFloodingCount = 0
+    /// The MMU generation the page was created in (fast zap).
+    let generation: UInt64
+    /// The vCPU owning a local page; nil for pages in the hash.
+    public let owner: Int?
+    /// Creation order, for reclaiming the oldest pages first.
+    let serial: Int
+    /// For each leaf spte of an indirect page: the gfn it maps (KVM's
+    /// `shadowed_translation`), needed to find its rmap when it is dropped.
+    var leafGFNs: [UInt64]
+
+    init(gfn: UInt64, role: PageRole, frame: UInt64, generation: UInt64, owner: Int?, serial: Int) {
+        self.gfn = gfn
+        self.role = role
+        self.frame = frame
+        self.generation = generation
+        self.owner = owner
+        self.serial = serial
+        leafGFNs = role.direct ? [] : [UInt64](repeating: 0, count: 512)
+    }
+
+    /// Local to one vCPU: not in the hash, never shared, never write-protected.
+    public var isLocal: Bool { owner != nil }
+    /// Shadows a guest table (KVM's `sp_has_gptes`).
+    public var hasGuestPTEs: Bool { !role.direct && !role.passthrough && !isLocal }
+
+    /// Host address of spte `index`.
+    @inlinable
+    public func spteAddress(_ index: Int) -> UInt64 { frame << 12 + UInt64(index) * 8 }
+
+    /// The gfn entry `index` maps or shadows.
+    func mappedGFN(_ index: Int) -> UInt64 {
+        if role.direct { return gfn + UInt64(index) << UInt64(9 * (role.level - 1)) }
+        return leafGFNs[index]
+    }
+
+    func markUnsyncChild(_ index: Int) -> Bool {
+        let word = index >> 6, bit = UInt64(1) << UInt64(index & 63)
+        if unsyncChildBitmap[word] & bit != 0 { return false }
+        unsyncChildBitmap[word] |= bit
+        unsyncChildren += 1
+        return true
+    }
+
+    func clearUnsyncChild(_ index: Int) {
+        let word = index >> 6, bit = UInt64(1) << UInt64(index & 63)
+        if unsyncChildBitmap[word] & bit != 0 {
+            unsyncChildBitmap[word] &= ~bit
+            unsyncChildren -= 1
+        }
+    }
+
+    func hasUnsyncChild(_ index: Int) -> Bool {
+        unsyncChildBitmap[index >> 6] & (UInt64(1) << UInt64(index & 63)) != 0
+    }
+}
+
+/// The hash key of a shadow page.
+struct PageKey: Hashable {
+    var gfn: UInt64
+    var role: PageRole
+}

@@ -1,0 +1,29 @@
+import ShadowMMU
+import X86Paging
+
+/// One simulated vCPU: the guest's architectural registers, and the hardware
+/// state of the last VM entry — the paging registers that point the MMU at
+/// the hypervisor's root (with PDPTE registers read from a PAE root), and the
+/// hardware TLB caching translations through it.
+public final class VCPU {
+    public let index: Int
+    /// The guest's registers (what the guest reads and writes).
+    public internal(set) var registers: ControlRegisters
+    /// Translations the hardware cached from the hypervisor's tables.
+    public let tlb = TLB(capacity: 1024)
+    /// Paging state loaded at the last VM entry; nil when the vCPU must enter
+    /// again before it runs (after a remote flush, a root change, a register write).
+    var hardware: ControlRegisters?
+    /// Host frame of the root loaded at the last entry.
+    var loadedRoot: UInt64?
+    public internal(set) var entries = 0
+    public internal(set) var hardwareWalks = 0
+
+    init(index: Int, model: CPUModel) {
+        self.index = index
+        registers = ControlRegisters(model: model)
+    }
+
+    /// Forces a fresh VM entry (and PDPTE reload) before the vCPU runs again.
+    func requestReentry() { hardware = nil }
+}

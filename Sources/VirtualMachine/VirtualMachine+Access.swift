@@ -1,0 +1,162 @@
+import ShadowMMU
+import X86Paging
+
+/// The guest-visible end of one access.
+public enum GuestAccessResult: Hashable, Sendable {
+    /// Completed at guest physical address `gpa`; a read reports `value`.
+    case completed(gpa: UInt64, value: UInt64?)
+    /// A page fault delivered to the guest.
+    case pageFault(PageFaultErrorCode)
+    /// A #GP delivered to the guest (non-canonical address).
+    case generalProtection
+}
+
+/// What happened inside one access, for explanations.
+public enum HardwareEvent: Sendable {
+    /// VM entry loaded this root (host frame, levels, local or not).
+    case entry(rootFrame: UInt64, levels: Int, local: Bool)
+    /// The hardware TLB held a usable translation.
+    case tlbHit(hostAddress: UInt64)
+    /// The hardware walked the hypervisor's tables.
+    case walk(WalkTrace, mode: PagingMode)
+    /// The walk faulted: an exit to the hypervisor, and what it did.
+    case exit(errorCode: PageFaultErrorCode, outcome: FaultOutcome)
+}
+
+extension VirtualMachine {
+    /// The most exits one access may take before the machine declares that it
+    /// never completes (a hypervisor bug, recorded in `violations`).
+    static let exitLimit = 64
+
+    /// Performs a read, write or fetch on `vcpu` until it completes or a fault
+    /// is delivered to the guest. A write without `value` stores the bytes
+    /// already there.
+    public func access(vcpu index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64? = nil) -> GuestAccessResult {
+        var events: [HardwareEvent]? = nil
+        return perform(index, address, access, width: width, value: value, events: &events)
+    }
+
+    /// `access`, recording every entry, walk and exit.
+    public func tracedAccess(
+        vcpu index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64? = nil
+    ) -> (GuestAccessResult, [HardwareEvent]) {
+        var events: [HardwareEvent]? = []
+        let result = perform(index, address, access, width: width, value: value, events: &events)
+        return (result, events ?? [])
+    }
+
+    func perform(
+        _ index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64?, events: inout [HardwareEvent]?
+    ) -> GuestAccessResult {
+        counters.accesses += 1
+        let vcpu = vcpus[index]
+        let guest = vcpu.registers
+        guard guest.mode.isCanonical(address) else {
+            counters.guestGeneralProtectionFaults += 1
+            return .generalProtection
+        }
+        let linear = guest.linearAddress(address)
+        for _ in 0..<Self.exitLimit {
+            let hardware = enter(vcpu)
+            if events != nil, let root = mmu.contexts[index].root {
+                events?.append(.entry(rootFrame: root.frame, levels: root.role.level, local: root.isLocal))
+            }
+            switch translate(vcpu, hardware, linear, access, events: &events) {
+            case .success(let hpa):
+                guard let gpa = memory.guestAddress(ofHost: hpa) else {
+                    violations.append("vCPU \(index) reached host address \(hpa.hex) at \(address.hex), outside guest memory")
+                    return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+                }
+                return complete(access, gpa: gpa, hpa: hpa, width: width, value: value)
+            case .fault(let code):
+                let outcome = mmu.pageFault(vcpu: index, address: address, access: access, hardwareErrorCode: code)
+                events?.append(.exit(errorCode: code, outcome: outcome))
+                vcpu.requestReentry()
+                switch outcome {
+                case .fixed, .spurious:
+                    continue
+                case .injectPageFault(let guestCode):
+                    counters.guestPageFaults += 1
+                    return .pageFault(guestCode)
+                case .emulate(let gpa, let mmio):
+                    return emulate(access, gpa: gpa, mmio: mmio, width: width, value: value)
+                }
+            }
+        }
+        violations.append("vCPU \(index): the access at \(address.hex) did not complete after \(Self.exitLimit) exits")
+        return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+    }
+
+    enum HardwareTranslation {
+        case success(UInt64)
+        case fault(PageFaultErrorCode)
+    }
+
+    /// The paging hardware: TLB, else a walk of the loaded root in host memory.
+    /// A cached translation is judged against the current hardware registers;
+    /// one that fails (or a write through a clean entry) is dropped and the
+    /// tables are walked again, as the CPU does before it faults.
+    func translate(_ vcpu: VCPU, _ hardware: ControlRegisters, _ linear: UInt64, _ access: MemoryAccess, events: inout [HardwareEvent]?) -> HardwareTranslation {
+        if let entry = vcpu.tlb.lookup(linear, pcid: 0) {
+            let violations = hardware.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
+            if violations.isEmpty, access.kind != .write || entry.dirty {
+                counters.hardwareTLBHits += 1
+                let hpa = entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)
+                events?.append(.tlbHit(hostAddress: hpa))
+                return .success(hpa)
+            }
+            vcpu.tlb.drop(linear)
+        }
+        counters.hardwareWalks += 1
+        vcpu.hardwareWalks += 1
+        let result: WalkResult
+        if events != nil {
+            var trace = WalkTrace()
+            result = Walker.walk(linear, access, registers: hardware, memory: host, tracer: &trace)
+            events?.append(.walk(trace, mode: hardware.mode))
+        } else {
+            result = Walker.walk(linear, access, registers: hardware, memory: host)
+        }
+        switch result {
+        case .translated(let translation):
+            vcpu.tlb.insert(translation, pcid: 0)
+            return .success(translation.physicalAddress)
+        case .pageFault(let code):
+            return .fault(code)
+        case .generalProtection:
+            // The guest's canonical check came first; the hardware's mode is at least as wide.
+            return .fault(PageFaultErrorCode(rawValue: 0))
+        }
+    }
+
+    /// Moves the data of an access the hardware translated to `hpa`.
+    func complete(_ access: MemoryAccess, gpa: UInt64, hpa: UInt64, width: Int, value: UInt64?) -> GuestAccessResult {
+        switch access.kind {
+        case .read:
+            return .completed(gpa: gpa, value: host.load(hpa, width: width))
+        case .write:
+            host.store(hpa, width: width, value ?? host.load(hpa, width: width))
+            return .completed(gpa: gpa, value: nil)
+        case .fetch:
+            return .completed(gpa: gpa, value: nil)
+        }
+    }
+
+    /// The hypervisor performs the access (KVM's instruction emulation): MMIO
+    /// reads return all ones and writes vanish; a write to a write-protected
+    /// guest page table is made in guest memory and its shadows updated.
+    func emulate(_ access: MemoryAccess, gpa: UInt64, mmio: Bool, width: Int, value: UInt64?) -> GuestAccessResult {
+        switch access.kind {
+        case .read:
+            return .completed(gpa: gpa, value: memory.load(gpa, width: width))
+        case .write:
+            if !mmio {
+                memory.store(gpa, width: width, value ?? memory.load(gpa, width: width))
+                mmu.trackWrite(gpa, width: width)
+            }
+            return .completed(gpa: gpa, value: nil)
+        case .fetch:
+            return .completed(gpa: gpa, value: nil)
+        }
+    }
+}

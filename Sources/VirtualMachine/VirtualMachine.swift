@@ -1,0 +1,141 @@
+import ShadowMMU
+import X86Paging
+
+/// A simulated machine running a guest under the shadow MMU: host memory,
+/// guest memory in memslots, vCPUs whose paging hardware walks the roots the
+/// hypervisor built, and the hypervisor's MMU, shared by every vCPU.
+///
+/// Every access runs until it completes or a fault is delivered to the guest;
+/// faults the hypervisor handles (exits) are counted, not reported.
+public final class VirtualMachine {
+    public let host: HostMemory
+    public let memory: GuestMemory
+    public let mmu: ShadowMMU
+    public let vcpus: [VCPU]
+    /// The hardware the hypervisor runs on (its paging registers at VM entry).
+    public let hostModel = CPUModel(maxPhysicalAddressBits: HostMemory.maxPhysicalAddressBits)
+    public internal(set) var counters = Counters()
+    /// Things that must never happen (a guest reaching memory it does not own,
+    /// an access that never completes); tests and the checker require none.
+    public internal(set) var violations: [String] = []
+
+    public struct Counters: Hashable, Sendable {
+        public var accesses = 0
+        public var guestPageFaults = 0
+        public var guestGeneralProtectionFaults = 0
+        public var rejectedRegisterWrites = 0
+        public var stores = 0
+        public var hardwareTLBHits = 0
+        public var hardwareWalks = 0
+        public var vmEntries = 0
+    }
+
+    /// Raised for a machine that cannot exist.
+    public struct ConfigurationError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public init(memorySize: UInt64, maxPhysicalAddressBits: Int = 52, vcpuCount: Int = 1, hostPaging: HostPaging = .bits64) {
+        host = HostMemory()
+        memory = GuestMemory(host: host, size: memorySize)
+        let guestModel = CPUModel(maxPhysicalAddressBits: maxPhysicalAddressBits)
+        mmu = ShadowMMU(host: host, memory: memory, hostPaging: hostPaging, vcpuCount: vcpuCount, guestModel: guestModel)
+        vcpus = (0..<vcpuCount).map { VCPU(index: $0, model: guestModel) }
+        mmu.remoteFlush = { [unowned self] in
+            for vcpu in vcpus {
+                vcpu.tlb.flushAll()
+                vcpu.requestReentry()
+            }
+        }
+    }
+
+    /// VM entry: make sure the MMU has a valid root for the vCPU and load it
+    /// into the hardware (for a PAE root, read its four entries into the PDPTE
+    /// registers, as the CPU does at entry).
+    func enter(_ vcpu: VCPU) -> ControlRegisters {
+        let root = mmu.loadRoot(vcpu: vcpu.index)
+        if let hardware = vcpu.hardware, vcpu.loadedRoot == root.frame { return hardware }
+        counters.vmEntries += 1
+        vcpu.entries += 1
+        if vcpu.loadedRoot != root.frame { vcpu.tlb.flushAll() }
+        let guest = vcpu.registers
+        let level = root.role.level
+        var cr4 = CR4(rawValue: CR4.pae.rawValue)
+        cr4.rawValue |= guest.cr4.rawValue & (CR4.smep.rawValue | CR4.smap.rawValue)
+        if level >= 4 { cr4.rawValue |= guest.cr4.rawValue & CR4.pke.rawValue }
+        if level == 5 { cr4.rawValue |= CR4.la57.rawValue }
+        var efer = EFER.nxe.rawValue
+        if level >= 4 { efer |= EFER.lme.rawValue | EFER.lma.rawValue }
+        let cr3 = root.frame << 12
+        var pdptes = PDPTERegisters()
+        if level == 3 {
+            guard let loaded = PDPTERegisters.load(cr3: cr3, memory: host, maxPhysicalAddressBits: hostModel.maxPhysicalAddressBits) else {
+                violations.append("VM entry: the PAE root at \(cr3.hex) holds an invalid PDPTE")
+                return vcpu.hardware ?? guest
+            }
+            pdptes = loaded
+        }
+        let hardware = ControlRegisters(
+            model: hostModel, cr0: CR0(rawValue: CR0.paging.rawValue | CR0.writeProtect.rawValue | CR0.protectionEnable.rawValue),
+            cr3: cr3, cr4: cr4, efer: EFER(rawValue: efer), pkru: guest.pkru, alignmentCheck: guest.alignmentCheck,
+            pdptes: pdptes)
+        vcpu.hardware = hardware
+        vcpu.loadedRoot = root.frame
+        return hardware
+    }
+
+    // MARK: - Guest CPU state
+
+    /// MOV CR*/WRMSR EFER/WRPKRU by the guest; false when the architecture rejects it.
+    public func writeRegister(vcpu index: Int, _ register: ControlRegister, _ value: UInt64) -> Bool {
+        let vcpu = vcpus[index]
+        let old = vcpu.registers
+        var new = old
+        guard case .accepted(let effects) = new.write(register, value, memory: memory) else {
+            counters.rejectedRegisterWrites += 1
+            return false
+        }
+        vcpu.registers = new
+        mmu.registersWritten(vcpu: index, register, value: value, old: old, new: new, effects: effects)
+        // KVM flushes the hardware's current context on these writes.
+        if register == .cr3 || !effects.isDisjoint(with: [.flushAll, .flushNonGlobal, .modeChanged]) { vcpu.tlb.flushAll() }
+        vcpu.requestReentry()
+        return true
+    }
+
+    /// EFLAGS.AC.
+    public func setAlignmentCheck(vcpu index: Int, _ value: Bool) {
+        let vcpu = vcpus[index]
+        vcpu.registers.alignmentCheck = value
+        mmu.guestStateChanged(vcpu: index, vcpu.registers)
+        vcpu.requestReentry()
+    }
+
+    /// INVLPG: KVM intercepts it under shadow paging, resyncs the address's
+    /// unsync sptes and flushes it from the hardware TLB.
+    public func invalidatePage(vcpu index: Int, _ address: UInt64) {
+        let vcpu = vcpus[index]
+        mmu.invalidatePage(vcpu: index, address: address)
+        guard vcpu.registers.mode.isCanonical(address) else { return }
+        vcpu.tlb.invalidatePage(vcpu.registers.linearAddress(address))
+    }
+
+    /// A full guest TLB flush (INVPCID all-contexts).
+    public func flush(vcpu index: Int) {
+        mmu.flushGuestTLB(vcpu: index)
+        vcpus[index].tlb.flushAll()
+    }
+
+    // MARK: - Guest memory
+
+    /// The loader's write: no hook, no dirty log.
+    public func poke(_ gpa: UInt64, width: Int, _ value: UInt64) { memory.loaderWrite(gpa, width: width, value) }
+
+    /// A guest store through a mapping not under test.
+    public func store(_ gpa: UInt64, width: Int, _ value: UInt64) {
+        counters.stores += 1
+        if !mmu.guestStore(gpa, width: width, value) { memory.store(gpa, width: width, value) }
+    }
+
+    public func peek(_ gpa: UInt64, width: Int) -> UInt64 { memory.load(gpa, width: width) }
+}
