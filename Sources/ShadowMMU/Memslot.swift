@@ -97,9 +97,10 @@ public final class GuestMemory: PhysicalMemory {
         if dirtyLogging, slot(for: gfn) != nil { dirtyFrames.insert(gfn) }
     }
 
-    /// Starting begins a fresh log; stopping keeps what was logged until it is read.
+    /// Starting (when not already logging) begins a fresh log; stopping keeps
+    /// what was logged until it is read.
     public func setDirtyLogging(_ enabled: Bool) {
-        if enabled { dirtyFrames = [] }
+        if enabled, !dirtyLogging { dirtyFrames = [] }
         dirtyLogging = enabled
     }
 

@@ -86,18 +86,19 @@ extension ShadowMMU {
             if registers.cr4.contains(.smep) { pageAccess.remove(.execute) }
         }
         makeMMUPagesAvailable()
-        switch fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: protectionKey, write: write) {
+        let result = fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: protectionKey, write: write)
+        if result == .fixed || result == .spurious, hardwareRefuses(context, address, access) {
+            // The sptes grant what the guest's tables grant, yet the hardware
+            // would refuse: its forced state differs from the guest's (CR0.WP is
+            // always 1 in hardware, so a protection key's write-disable binds a
+            // supervisor write the guest's CR0.WP=0 lets through). Emulate.
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: false)
+        }
+        switch result {
         case .fixed:
             statistics.shadowFaultsFixed += 1
             return .fixed
-        case .spurious where hardwareErrorCode.contains(.present):
-            // The sptes already grant what the guest's tables grant, yet the
-            // hardware refused: its forced state differs from the guest's (CR0.WP
-            // is always 1 in hardware, so a protection key's write-disable binds a
-            // supervisor write the guest's CR0.WP=0 lets through). Emulate.
-            statistics.spuriousFaults += 1
-            statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: false)
         case .spurious:
             statistics.spuriousFaults += 1
             return .spurious
@@ -217,6 +218,29 @@ extension ShadowMMU {
         if writable { memory.markDirty(gfn) }
         let spte = SPTE.leaf(frame: frame, access: access, writable: writable, mmuWritable: writable, protectionKey: protectionKey)
         return (spte, writeProtected)
+    }
+
+    /// Whether the hardware, with the state the hypervisor loads at VM entry,
+    /// would refuse `access` through the leaf spte now mapping `address`.
+    func hardwareRefuses(_ context: Context, _ address: UInt64, _ access: MemoryAccess) -> Bool {
+        guard let leaf = leafSPTE(context, address), leaf.isShadowPresent else { return false }
+        var hardware = context.registers.withHardwareWriteProtect(longMode: context.rootRole.level >= 4)
+        hardware.alignmentCheck = context.registers.alignmentCheck
+        let rights = EffectiveRights(
+            user: leaf.rawValue & SPTE.user != 0, writable: leaf.isWritable, executeDisable: leaf.rawValue & SPTE.executeDisable != 0)
+        return !hardware.permissionViolations(rights, protectionKey: Int(leaf.rawValue >> 59 & 0xf), access).isEmpty
+    }
+
+    /// The spte that maps `address` at level 1, if the shadow path reaches one.
+    func leafSPTE(_ context: Context, _ address: UInt64) -> SPTE? {
+        let linear = context.registers.linearAddress(address)
+        var page = context.root
+        while let current = page {
+            let spte = SPTE(rawValue: host.entry(current.spteAddress(Int(linear >> UInt64(12 + 9 * (current.role.level - 1)) & 511))))
+            if current.role.level == 1 { return spte }
+            page = spte.isShadowPresent ? child(of: spte) : nil
+        }
+        return nil
     }
 
     /// Resets the write-flooding counters of the pages on `address`'s shadow path.

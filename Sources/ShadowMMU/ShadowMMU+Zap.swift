@@ -102,9 +102,13 @@ extension ShadowMMU {
         if dropped { flushRemoteTLBs() }
     }
 
-    /// `host max-shadow-pages` (`kvm_mmu_change_mmu_pages`).
+    /// The smallest cap: one fault may build a page per level below the root.
+    public static let minimumMaxPages = 8
+
+    /// `host max-shadow-pages` (`kvm_mmu_change_mmu_pages`); caps below
+    /// `minimumMaxPages` are raised to it (KVM itself refuses fewer than 64).
     public func setMaxPages(_ count: Int) {
-        maxPages = max(count, 1)
+        maxPages = max(count, Self.minimumMaxPages)
         if usedPages > maxPages { zapOldestPages(usedPages - maxPages) }
     }
 

@@ -13,6 +13,13 @@ enum ScenarioFile {
         // Invalid UTF-8 becomes U+FFFD, which the parser reports with its location.
         return try ScenarioParser.parse(String(decoding: data, as: UTF8.self), fileName: path)
     }
+
+    /// Writes a generated scenario, creating the folder if needed.
+    static func save(_ text: String, to path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    }
 }
 
 /// Standard output and error without per-line system calls.

@@ -15,8 +15,10 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu run examples/4-level.scenario
               shadowmmu run examples/pae.scenario --stats
               shadowmmu explain examples/4-level.scenario --line 30
+              shadowmmu check examples/pae.scenario
+              shadowmmu fuzz --seeds 20
             """,
-        subcommands: [Run.self, Explain.self]
+        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self]
     )
 
     public init() {}

@@ -78,3 +78,16 @@ extension ControlRegisters {
         updateMode()
     }
 }
+
+extension ControlRegisters {
+    /// These registers as the paging hardware sees them under a hypervisor that
+    /// keeps CR0.WP set (shadow paging) — with EFER.LMA as the hardware's own
+    /// mode has it, since protection keys exist only in long mode.
+    public func withHardwareWriteProtect(longMode: Bool) -> ControlRegisters {
+        var copy = self
+        copy.cr0 = CR0(rawValue: cr0.rawValue | CR0.writeProtect.rawValue)
+        copy.efer = EFER(rawValue: longMode ? efer.rawValue | EFER.lma.rawValue : efer.rawValue & ~EFER.lma.rawValue)
+        copy.cr4 = CR4(rawValue: longMode ? cr4.rawValue : cr4.rawValue & ~CR4.pke.rawValue)
+        return copy
+    }
+}
