@@ -63,7 +63,9 @@ public struct ScenarioGenerator {
     }
 
     public func generate() -> String {
-        var random = SplitMix64(seed: seed &* 0x9e37_79b9_7f4a_7c15 &+ UInt64(GuestMode.allCases.firstIndex(of: mode)!))
+        // Hash the seed first: consecutive seeds must not give shifted copies of one stream.
+        var mixer = SplitMix64(seed: seed << 8 | UInt64(GuestMode.allCases.firstIndex(of: mode)!))
+        var random = SplitMix64(seed: mixer.next())
         var lines: [String] = []
         let vcpus = random.next(below: 3) == 0 ? 2 : 1
         let maxPhysicalAddressBits = [52, 46, 40][random.next(below: 3)]

@@ -1,39 +1,48 @@
+import Foundation
 import ArgumentParser
 import Scenarios
 
-/// `shadowmmu check FILE`: the differential checker on one scenario.
+/// `shadowmmu check FILE…`: the differential checker.
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a scenario under every MMU configuration that can run it and compare each with the reference.",
+        abstract: "Run scenarios under every MMU configuration that can run them and compare each with the reference.",
         discussion: """
-            The reference is 'mmu native' (the architectural walker); the scenario's own 'mmu' line \
+            The reference is 'mmu native' (the architectural walker); each file's own 'mmu' line \
             is ignored. Every printed result must match the reference exactly (dirty logs may list \
             extra frames, never miss one), and the hypervisor's audits must hold after every command. \
-            Exit status 0 when every configuration passes, 1 when one does not, 2 for unusable input.
+            Exit status 0 when every configuration passes on every file, 1 when one does not, 2 for \
+            unusable input.
 
             Examples:
               shadowmmu check examples/pae.scenario
-              shadowmmu check examples/32-bit.scenario
+              shadowmmu check examples/*.scenario
             """
     )
 
-    @Argument(help: "The scenario file (.scenario).")
-    var file: String
+    @Argument(help: "Scenario files (.scenario).")
+    var files: [String]
+
+    func validate() throws {
+        guard !files.isEmpty else { throw ValidationError("expected at least one scenario file") }
+    }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
-        let reports: [DifferentialChecker.Report]
-        do {
-            reports = try DifferentialChecker.check(try ScenarioFile.load(file))
-        } catch {
-            OutputStream.standardError.writeLine(error.description)
-            throw ExitCode(2)
-        }
         var failed = false
-        for report in reports {
-            stdout.writeLine("\(report.passed ? "pass" : "FAIL")  \(report.configuration)")
-            for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
-            failed = failed || !report.passed
+        for file in files {
+            let reports: [DifferentialChecker.Report]
+            do {
+                reports = try DifferentialChecker.check(try ScenarioFile.load(file))
+            } catch {
+                stdout.flush()
+                OutputStream.standardError.writeLine(error.description)
+                throw ExitCode(2)
+            }
+            for report in reports {
+                stdout.writeLine("\(report.passed ? "pass" : "FAIL")  \(file)  \(report.configuration)")
+                for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
+                failed = failed || !report.passed
+            }
         }
         stdout.flush()
         if failed { throw ExitCode(1) }
@@ -47,12 +56,13 @@ struct Fuzz: ParsableCommand {
         discussion: """
             Each guest is a scenario in which every page-table change is followed by the \
             invalidation that makes the outcome unique, so every configuration must match the \
-            reference line for line. A failing guest is written to the --save-failures folder so \
-            that it can be replayed with 'shadowmmu check'.
+            reference line for line. A failing guest is written, whole and minimized, to the \
+            --save-failures folder (default ./fuzz-failures) so that it can be replayed with \
+            'shadowmmu check'.
 
             Examples:
-              shadowmmu fuzz --seeds 200
-              shadowmmu fuzz --mode pae --seeds 1000 --length 400 --save-failures /tmp/fuzz
+              shadowmmu fuzz --count 200
+              shadowmmu fuzz --mode pae --seed 5000 --count 1000 --length 400 --save-failures /tmp/fuzz
             """
     )
 
@@ -60,16 +70,16 @@ struct Fuzz: ParsableCommand {
     var mode: String?
 
     @Option(help: "Guests per mode.")
-    var seeds: UInt64 = 100
+    var count: UInt64 = 100
 
-    @Option(help: "First seed.")
-    var firstSeed: UInt64 = 0
+    @Option(help: "Seed of the first guest; guest k uses seed+k.")
+    var seed: UInt64 = 0
 
     @Option(help: "Random operations per guest.")
     var length: Int = 200
 
-    @Option(help: "Folder to write failing guests to.")
-    var saveFailures: String?
+    @Option(help: "Folder for failing guests: each is written as found and minimized.")
+    var saveFailures = "fuzz-failures"
 
     @Option(help: "Folder to write every generated guest to (to study or replay them).")
     var saveAll: String?
@@ -78,7 +88,7 @@ struct Fuzz: ParsableCommand {
         if let mode, ScenarioGenerator.GuestMode(rawValue: mode) == nil {
             throw ValidationError("expected a mode among \(ScenarioGenerator.GuestMode.allCases.map(\.rawValue).joined(separator: ", ")), found '\(mode)'")
         }
-        guard seeds > 0, length > 0 else { throw ValidationError("--seeds and --length must be positive") }
+        guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive") }
     }
 
     func run() throws {
@@ -87,7 +97,7 @@ struct Fuzz: ParsableCommand {
         var failures = 0
         for mode in modes {
             var passed = 0
-            for seed in firstSeed..<(firstSeed + seeds) {
+            for seed in seed..<(seed + count) {
                 let text = ScenarioGenerator(mode: mode, seed: seed, length: length).generate()
                 let name = "fuzz-\(mode)-\(seed).scenario"
                 if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
@@ -102,9 +112,18 @@ struct Fuzz: ParsableCommand {
                     stdout.writeLine("FAIL \(name) under \(report.configuration)")
                     for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
                 }
-                if let folder = saveFailures { try ScenarioFile.save(text, to: folder + "/" + name) }
+                let minimized = ScenarioMinimizer.minimize(text) { candidate in
+                    guard let scenario = try? ScenarioParser.parse(candidate, fileName: name),
+                          let reports = try? DifferentialChecker.check(scenario) else { return false }
+                    return reports.contains { !$0.passed }
+                }
+                let path = saveFailures + "/" + name
+                let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
+                try ScenarioFile.save(text, to: path)
+                try ScenarioFile.save(minimized + "\n", to: minimizedPath)
+                stdout.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
             }
-            stdout.writeLine("\(mode): \(passed)/\(seeds) guests match the reference")
+            stdout.writeLine("\(mode): \(passed)/\(count) guests match the reference")
             stdout.flush()
         }
         if failures > 0 { throw ExitCode(1) }

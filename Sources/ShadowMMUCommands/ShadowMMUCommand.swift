@@ -16,7 +16,7 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu run examples/pae.scenario --stats
               shadowmmu explain examples/4-level.scenario --line 30
               shadowmmu check examples/pae.scenario
-              shadowmmu fuzz --seeds 20
+              shadowmmu fuzz --count 20
             """,
         subcommands: [Run.self, Explain.self, Check.self, Fuzz.self]
     )
