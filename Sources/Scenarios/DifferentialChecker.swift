@@ -117,24 +117,4 @@ public enum DifferentialChecker {
         }
         return mismatches
     }
-
-    static func compare(_ expected: [Observation], _ actual: [Observation]) -> [String] {
-        var mismatches: [String] = []
-        for (reference, other) in zip(expected, actual) {
-            if case .dirtyLog(let wanted) = reference.event, case .dirtyLog(let got) = other.event, reference.line == other.line {
-                let missing = Set(wanted).subtracting(got)
-                if !missing.isEmpty {
-                    mismatches.append("line \(reference.line): the dirty log misses written frames \(missing.sorted().map(\.hex))")
-                }
-                continue
-            }
-            if reference.json != other.json {
-                mismatches.append("line \(reference.line): reference \(reference.json); this configuration \(other.json)")
-            }
-        }
-        if expected.count != actual.count {
-            mismatches.append("the reference printed \(expected.count) lines, this configuration \(actual.count)")
-        }
-        return mismatches
-    }
 }
