@@ -1,0 +1,148 @@
+/// The EPT pointer (VMCS field EPTP): where Intel's second-stage tables start.
+public struct EPTPointer: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: UInt64
+    public init(rawValue: UInt64) { self.rawValue = rawValue }
+
+    /// An EPTP for a `levels`-level (4 or 5) table at `root`, write-back.
+    public init(root: UInt64, levels: Int, accessedDirty: Bool) {
+        rawValue = root | UInt64(levels - 1) << 3 | 6 | (accessedDirty ? 1 << 6 : 0)
+    }
+
+    /// Page-walk length: bits 5:3 plus one (4 or 5).
+    public var levels: Int { Int(rawValue >> 3 & 7) + 1 }
+    /// Bit 6: the processor sets EPT accessed and dirty flags.
+    public var accessedDirtyEnabled: Bool { rawValue & 1 << 6 != 0 }
+    public func root(maxPhysicalAddressBits: Int) -> UInt64 { rawValue & bitRange(maxPhysicalAddressBits - 1, 12) }
+
+    public var description: String { "\(rawValue.hex) [\(levels)-level\(accessedDirtyEnabled ? " A/D" : "")]" }
+}
+
+/// What a second-stage (TDP) translation is for.
+public struct NestedAccess: Hashable, Sendable {
+    public var kind: MemoryAccess.Kind
+    /// An access to a guest paging-structure entry (not the final address).
+    public var pagingStructure: Bool
+
+    public init(_ kind: MemoryAccess.Kind, pagingStructure: Bool = false) {
+        self.kind = kind
+        self.pagingStructure = pagingStructure
+    }
+}
+
+/// A second-stage fault: an EPT violation or misconfiguration, or an AMD
+/// nested page fault (#NPF), with the information the manuals define.
+public struct NestedFault: Hashable, Sendable {
+    public enum Kind: Hashable, Sendable {
+        /// EPT violation with its exit qualification.
+        case eptViolation(qualification: UInt64)
+        case eptMisconfiguration
+        /// #NPF with EXITINFO1 (page-fault-style code, bit 32 final GPA,
+        /// bit 33 guest paging-structure access).
+        case nestedPageFault(exitInfo1: UInt64)
+    }
+
+    /// The guest-physical address accessed (the entry's address for a guest
+    /// paging-structure access).
+    public var guestPhysicalAddress: UInt64
+    public var kind: Kind
+
+    public init(guestPhysicalAddress: UInt64, kind: Kind) {
+        self.guestPhysicalAddress = guestPhysicalAddress
+        self.kind = kind
+    }
+}
+
+/// Intel EPT: translates a guest-physical address through EPT tables
+/// (SDM Vol. 3C "EPT"), deciding not-present (violation), misconfiguration
+/// and permission violations, and setting EPT accessed/dirty flags when the
+/// EPTP enables them.
+public enum EPTWalker {
+    /// Reserved bits of a present EPT entry at `level` (misconfiguration).
+    @inlinable
+    public static func reservedBits(level: Int, large: Bool, maxPhysicalAddressBits: Int) -> UInt64 {
+        var reserved = bitRange(51, maxPhysicalAddressBits)
+        if level >= 4 {
+            reserved |= bitRange(7, 3)
+        } else if large {
+            reserved |= level == 3 ? bitRange(29, 12) : bitRange(20, 12)
+        } else if level > 1 {
+            reserved |= bitRange(6, 3)
+        }
+        return reserved
+    }
+
+    /// Translates `gpa` for `access`. The access to a guest paging-structure
+    /// entry counts as a write when the EPTP enables A/D flags.
+    public static func translate<Memory: PhysicalMemory, Tracer: WalkTracer>(
+        _ gpa: UInt64, _ access: NestedAccess, eptp: EPTPointer, memory: Memory, maxPhysicalAddressBits: Int,
+        linearAddressValid: Bool = true, tracer: inout Tracer
+    ) -> NestedTranslation {
+        let addressMask = bitRange(maxPhysicalAddressBits - 1, 12)
+        let treatAsWrite = access.kind == .write || (access.pagingStructure && eptp.accessedDirtyEnabled)
+        var qualification: UInt64 = switch access.kind {
+        case .read: 1
+        case .write: 2
+        case .fetch: 4
+        }
+        if access.pagingStructure, eptp.accessedDirtyEnabled { qualification |= 3 }
+        if linearAddressValid { qualification |= 1 << 7 | (access.pagingStructure ? 0 : 1 << 8) }
+        var table = eptp.root(maxPhysicalAddressBits: maxPhysicalAddressBits)
+        var level = eptp.levels
+        var rights: UInt64 = 7
+        var path: [(UInt64, UInt64)] = []
+        while true {
+            let shift = 12 + 9 * (level - 1)
+            let entryAddress = table + (gpa >> UInt64(shift) & 511) * 8
+            let entry = memory.load(entryAddress, width: 8)
+            if entry & 7 == 0 {
+                tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .notPresent))
+                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptViolation(qualification: qualification)))
+            }
+            let large = entry & EPTEntry.pageSize.rawValue != 0 && (level == 2 || level == 3)
+            let leaf = level == 1 || large
+            var misconfigured = entry & reservedBits(level: level, large: large, maxPhysicalAddressBits: maxPhysicalAddressBits) != 0
+            misconfigured = misconfigured || entry & 3 == 2 || entry & 7 == 4  // write without read; execute-only (unsupported)
+            if leaf, [2, 3, 7].contains(entry >> 3 & 7) { misconfigured = true }
+            if misconfigured {
+                tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .reservedBits(entry)))
+                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptMisconfiguration))
+            }
+            rights &= entry & 7
+            path.append((entryAddress, entry))
+            if leaf {
+                let offsetMask: UInt64 = (1 << UInt64(shift)) - 1
+                let base = entry & addressMask & ~offsetMask
+                tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .page(base: base, shift: shift)))
+                var needed: UInt64 = switch access.kind {
+                case .read: 1
+                case .write: 2
+                case .fetch: 4
+                }
+                if access.pagingStructure, eptp.accessedDirtyEnabled { needed |= 3 }
+                if rights & needed != needed {
+                    return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptViolation(qualification: qualification | rights << 3)))
+                }
+                if eptp.accessedDirtyEnabled {
+                    for (index, (address, old)) in path.enumerated() {
+                        var new = old | EPTEntry.accessed.rawValue
+                        if index == path.count - 1, treatAsWrite { new |= EPTEntry.dirty.rawValue }
+                        if new != old {
+                            memory.store(address, width: 8, new)
+                            tracer.record(AccessedDirtyUpdate(address: address, entrySize: 8, old: old, new: new))
+                        }
+                    }
+                }
+                return .translated(hostPhysicalAddress: base | gpa & offsetMask, pageShift: shift)
+            }
+            table = entry & addressMask
+            tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .nextTable(table)))
+            level -= 1
+        }
+    }
+}
+
+/// The outcome of one second-stage translation.
+public enum NestedTranslation: Hashable, Sendable {
+    case translated(hostPhysicalAddress: UInt64, pageShift: Int)
+    case fault(NestedFault)
+}

@@ -1,0 +1,125 @@
+/// The second stage of a two-dimensional walk: Intel EPT, or AMD NPT (the
+/// host's own paging format, with nCR3 as its root, walked as user accesses).
+public enum NestedPaging: Hashable, Sendable {
+    case ept(EPTPointer, maxPhysicalAddressBits: Int)
+    /// `host` holds the hypervisor's paging mode (CR0/CR4/EFER) and nCR3 in CR3.
+    case npt(host: ControlRegisters)
+
+    /// Translates a guest-physical address.
+    public func translate<Memory: PhysicalMemory, Tracer: WalkTracer>(
+        _ gpa: UInt64, _ access: NestedAccess, memory: Memory, tracer: inout Tracer
+    ) -> NestedTranslation {
+        switch self {
+        case .ept(let eptp, let bits):
+            return EPTWalker.translate(gpa, access, eptp: eptp, memory: memory, maxPhysicalAddressBits: bits, tracer: &tracer)
+        case .npt(let host):
+            // Every NPT access is a user access; guest paging-structure accesses are writes.
+            let kind: MemoryAccess.Kind = access.pagingStructure ? .write : access.kind
+            switch Walker.walk(gpa, MemoryAccess(kind, .user), registers: host, memory: memory, tracer: &tracer) {
+            case .translated(let translation):
+                return .translated(hostPhysicalAddress: translation.physicalAddress, pageShift: translation.pageShift)
+            case .pageFault(let code):
+                let stage: UInt64 = access.pagingStructure ? 1 << 33 : 1 << 32
+                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: code.rawValue | stage)))
+            case .generalProtection:
+                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: 1 << 32 | 1)))
+            }
+        }
+    }
+}
+
+/// The outcome of a two-dimensional walk.
+public enum TwoDimensionalResult: Hashable, Sendable {
+    /// `translation.physicalAddress` is the guest-physical address; `hostPhysicalAddress` where it lives.
+    case translated(Translation, hostPhysicalAddress: UInt64)
+    /// The guest's own page fault.
+    case guestPageFault(PageFaultErrorCode)
+    /// A second-stage fault, on a guest paging-structure entry or on the final address.
+    case nestedFault(NestedFault)
+    case generalProtection
+}
+
+/// The two-dimensional walk of hardware with EPT or NPT (semantics reference
+/// §11): every guest paging-structure access and the final guest-physical
+/// address are translated through the second stage. Counts every memory
+/// reference, so a cold walk of a 4-level guest over 4-level tables makes 24.
+public enum TwoDimensionalWalker {
+    public static func walk<Memory: PhysicalMemory>(
+        _ address: UInt64, _ access: MemoryAccess, guest registers: ControlRegisters, nested: NestedPaging,
+        memory: Memory, guestMemorySize: UInt64, references: inout Int
+    ) -> TwoDimensionalResult {
+        let view = NestedGuestMemory(host: memory, nested: nested, size: guestMemorySize)
+        defer { references += view.references }
+        var trace = NoWalkTrace()
+        let guestResult = Walker.walk(address, access, registers: registers, memory: view, tracer: &trace)
+        if let fault = view.fault { return .nestedFault(fault) }
+        switch guestResult {
+        case .generalProtection:
+            return .generalProtection
+        case .pageFault(let code):
+            return .guestPageFault(code)
+        case .translated(let translation):
+            var tracer = ReferenceCounter()
+            let result = nested.translate(translation.physicalAddress, NestedAccess(access.kind), memory: memory, tracer: &tracer)
+            view.references += tracer.references
+            switch result {
+            case .translated(let hpa, _):
+                return .translated(translation, hostPhysicalAddress: hpa)
+            case .fault(let fault):
+                return .nestedFault(fault)
+            }
+        }
+    }
+}
+
+/// Guest-physical memory as a two-dimensional walk sees it: each load or
+/// store of a guest paging-structure entry is first translated through the
+/// second stage. The first second-stage fault stops the walk (the entry reads
+/// as not present) and is kept in `fault`.
+final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
+    let host: Host
+    let nested: NestedPaging
+    let size: UInt64
+    var fault: NestedFault?
+    var references = 0
+
+    init(host: Host, nested: NestedPaging, size: UInt64) {
+        self.host = host
+        self.nested = nested
+        self.size = size
+    }
+
+    func hostAddress(_ gpa: UInt64, write: Bool) -> UInt64? {
+        guard fault == nil else { return nil }
+        var tracer = ReferenceCounter()
+        let result = nested.translate(gpa, NestedAccess(write ? .write : .read, pagingStructure: true), memory: host, tracer: &tracer)
+        references += tracer.references
+        switch result {
+        case .translated(let hpa, _): return hpa
+        case .fault(let nestedFault):
+            fault = nestedFault
+            return nil
+        }
+    }
+
+    func load(_ address: UInt64, width: Int) -> UInt64 {
+        guard let hpa = hostAddress(address, write: false) else { return 0 }
+        references += 1
+        return host.load(hpa, width: width)
+    }
+
+    func store(_ address: UInt64, width: Int, _ value: UInt64) {
+        guard let hpa = hostAddress(address, write: true) else { return }
+        host.store(hpa, width: width, value)
+    }
+}
+
+/// Counts the memory references of a walk.
+struct ReferenceCounter: WalkTracer {
+    var references = 0
+    mutating func record(_ step: WalkStep) {
+        if case .memory = step.source { references += 1 }
+    }
+    mutating func record(_ update: AccessedDirtyUpdate) {}
+    mutating func record(rights: EffectiveRights, violations: PermissionViolations) {}
+}
