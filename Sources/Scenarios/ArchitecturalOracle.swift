@@ -25,9 +25,8 @@ final class ArchitecturalOracle {
     /// translations can matter).
     let addresses: [UInt64]
 
-    init(configuration: MachineConfiguration, addresses: [UInt64]) {
+    init(configuration: MachineConfiguration, model: CPUModel, addresses: [UInt64]) {
         memory = LoggedMemory(size: configuration.memorySize)
-        let model = CPUModel(maxPhysicalAddressBits: configuration.maxPhysicalAddressBits)
         registers = Array(repeating: ControlRegisters(model: model), count: configuration.vcpuCount)
         cached = Array(repeating: [:], count: configuration.vcpuCount)
         self.addresses = addresses

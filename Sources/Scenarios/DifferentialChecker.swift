@@ -1,4 +1,6 @@
 import ShadowMMU
+import VirtualMachine
+import X86Paging
 
 /// Runs one scenario under other MMU configurations and checks what the guest
 /// can see against the architecture: every access's result (faults with their
@@ -19,7 +21,12 @@ public enum DifferentialChecker {
     }
 
     /// The configurations a scenario can be checked under today.
-    public static let configurations: [MMUConfiguration] = [.shadow(host: .bits64), .shadow(host: .pae32)]
+    public static let configurations: [MMUConfiguration] = [
+        .shadow(host: .bits64), .shadow(host: .pae32),
+        .tdp(format: .ept, levels: 4, host: .bits64), .tdp(format: .ept, levels: 5, host: .bits64),
+        .tdp(format: .npt, levels: 4, host: .bits64), .tdp(format: .npt, levels: 5, host: .bits64),
+        .tdp(format: .npt, levels: 3, host: .pae32),
+    ]
 
     /// Checks `scenario` under each of `configurations` that can run it.
     public static func check(
@@ -53,7 +60,10 @@ public enum DifferentialChecker {
             default: nil
             }
         }
-        let oracle = ArchitecturalOracle(configuration: scenario.machine, addresses: Array(Set(addresses.map { $0 & ~0xfff })).sorted())
+        let model = ShadowMachine.mode(for: scenario.mmu).map {
+            VirtualMachine.guestModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits, mode: $0)
+        } ?? CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits)
+        let oracle = ArchitecturalOracle(configuration: scenario.machine, model: model, addresses: Array(Set(addresses.map { $0 & ~0xfff })).sorted())
         var mismatches: [String] = []
         var vcpu = 0
         func differ(_ line: Int, _ what: String) {

@@ -32,17 +32,18 @@ public final class ScenarioRunner {
         switch scenario.mmu {
         case .native:
             return NativeMachine(configuration: scenario.machine)
-        case .shadow(let host):
+        case .shadow(let host), .tdp(_, _, let host):
             if host == .pae32, let line = scenario.commands.first(where: { $0.action.entersLongMode }) {
                 throw ScenarioError(
                     file: scenario.fileName, line: line.line, column: 1,
-                    message: "expected a guest a 32-bit PAE host can run (at most 3 paging levels), found an 'efer' write setting LME under 'mmu shadow host=pae32'")
+                    message: "expected a guest a 32-bit PAE host can run (at most 3 paging levels), found an 'efer' write setting LME under '\(scenario.mmu)'")
             }
-            return ShadowMachine(configuration: scenario.machine, host: host)
-        case .tdp:
-            throw ScenarioError(
-                file: scenario.fileName, line: max(scenario.mmuLine, 1), column: 1,
-                message: "'\(scenario.mmu)' cannot run yet: this version runs 'mmu native' and 'mmu shadow' (TDP is being built)")
+            if case .tdp = scenario.mmu, host == .pae32, scenario.machine.memorySize > 1 << 32 {
+                throw ScenarioError(
+                    file: scenario.fileName, line: max(scenario.mmuLine, 1), column: 1,
+                    message: "expected at most 4G of guest memory under '\(scenario.mmu)' (3-level nested tables map 4 GiB), found memory=\(scenario.machine.memorySize >> 20)M")
+            }
+            return ShadowMachine(configuration: scenario.machine, host: host, mode: ShadowMachine.mode(for: scenario.mmu)!)
         }
     }
 

@@ -2,8 +2,9 @@ import ShadowMMU
 import VirtualMachine
 import X86Paging
 
-/// `mmu shadow`: the guest runs on a `VirtualMachine` whose hardware walks
-/// the tables KVM's shadow MMU builds from the guest's own.
+/// `mmu shadow` and `mmu tdp`: the guest runs on a `VirtualMachine` whose
+/// hardware walks the tables KVM's MMU builds — shadow tables made from the
+/// guest's own, or a TDP direct map walked in two dimensions with the guest's.
 public final class ShadowMachine: GuestMachine {
     public let vm: VirtualMachine
     /// When set, the MMU's audit runs after every command and its findings
@@ -11,10 +12,19 @@ public final class ShadowMachine: GuestMachine {
     public var auditLevel: AuditLevel?
     public private(set) var auditFailures: [String] = []
 
-    public init(configuration: MachineConfiguration, host: HostKind) {
+    public init(configuration: MachineConfiguration, host: HostKind, mode: MMUMode = .shadow) {
         vm = VirtualMachine(
             memorySize: configuration.memorySize, maxPhysicalAddressBits: configuration.maxPhysicalAddressBits,
-            vcpuCount: configuration.vcpuCount, hostPaging: host == .pae32 ? .pae32 : .bits64)
+            vcpuCount: configuration.vcpuCount, hostPaging: host == .pae32 ? .pae32 : .bits64, mode: mode)
+    }
+
+    /// The MMU mode an `mmu` line asks for (nil for `mmu native`).
+    public static func mode(for configuration: MMUConfiguration) -> MMUMode? {
+        switch configuration {
+        case .native: nil
+        case .shadow: .shadow
+        case .tdp(let format, let levels, let host): .tdp(format: format == .ept ? .ept : .x86, levels: host == .pae32 ? 3 : levels)
+        }
     }
 
     func audited<T>(_ point: @autoclosure () -> String, _ body: () -> T) -> T {
@@ -54,6 +64,10 @@ public final class ShadowMachine: GuestMachine {
                 stages.append(.walk(title: "shadow tables (the hardware's walk, host physical addresses)", mode: mode, trace: trace))
             case .exit(let code, let outcome):
                 stages.append(.note("page fault \(code) on the shadow tables: exit to the hypervisor, which \(Self.describe(outcome))"))
+            case .twoDimensionalWalk(let references):
+                stages.append(.note("two-dimensional walk: the guest's tables, each guest-physical address translated through the TDP tables (\(references) memory references)"))
+            case .nestedExit(let fault, let outcome):
+                stages.append(.note("second-stage fault at guest-physical \(fault.guestPhysicalAddress.hex) (\(fault.kind)): exit to the hypervisor, which \(Self.describe(outcome))"))
             }
         }
         return AccessExplanation(vcpu: vcpu, command: command, registers: registers, stages: stages, outcome: Self.outcome(result))
@@ -61,7 +75,7 @@ public final class ShadowMachine: GuestMachine {
 
     static func describe(_ outcome: FaultOutcome) -> String {
         switch outcome {
-        case .fixed: "walked the guest's tables and built the missing shadow entries; the vCPU re-enters"
+        case .fixed: "built the missing entries; the vCPU re-enters"
         case .spurious: "found nothing to fix; the vCPU re-enters"
         case .injectPageFault(let code): "walked the guest's tables, found the guest's own fault, and injects #PF \(code)"
         case .emulate(let gpa, let mmio):
@@ -109,7 +123,10 @@ public final class ShadowMachine: GuestMachine {
             ("vm_entries", counters.vmEntries),
             ("hardware_walks", counters.hardwareWalks),
             ("hardware_tlb_hits", counters.hardwareTLBHits),
-        ] + vm.mmu.statistics.all + [
+        ] + (vm.mmu.mode.isTDP ? [
+            ("walk_references", counters.walkReferences),
+            ("references_per_walk_x100", counters.hardwareWalks == 0 ? 0 : counters.walkReferences * 100 / counters.hardwareWalks),
+        ] : []) + vm.mmu.statistics.all + [
             ("shadow_pages", vm.mmu.usedPages),
             ("host_table_frames", vm.host.tableFramesInUse),
         ]

@@ -172,3 +172,18 @@ extension PageRole {
         return role
     }
 }
+
+extension PageRole {
+    /// The root role of two-dimensional paging (`kvm_calc_tdp_mmu_root_page_role`):
+    /// a direct map whatever the guest does; CR0.WP and EFER.NX forced on,
+    /// since the guest's own settings do not shape TDP pages.
+    public static func tdpRoot(levels: Int) -> PageRole {
+        var role = PageRole(rawValue: 0)
+        role.level = levels
+        role.direct = true
+        role.access = .all
+        role.cr0WP = true
+        role.eferNX = true
+        return role
+    }
+}

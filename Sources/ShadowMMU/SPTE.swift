@@ -9,6 +9,13 @@ import X86Paging
 /// address 12–45, protection key 59–62 (ours: see `make(leaf:)`), NX 63.
 /// MMIO sptes set reserved bit 51 so the hardware faults with RSVD, and carry
 /// the memslot generation in bits 52–58 (ignored bits; never with PK in use).
+/// The entry format of the tables the hypervisor builds: x86 page tables
+/// (shadow paging and AMD NPT) or Intel EPT.
+public enum SPTEFormat: Hashable, Sendable {
+    case x86
+    case ept
+}
+
 public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }
@@ -20,6 +27,9 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
     public static let dirty: UInt64 = 1 << 6
     public static let pageSize: UInt64 = 1 << 7
     public static let mmuWritable: UInt64 = 1 << 10
+    /// EPT keeps MMU-writable in an ignored high bit (bit 10 is user-execute there).
+    public static let eptMMUWritable: UInt64 = 1 << 58
+    public static func mmuWritable(_ format: SPTEFormat) -> UInt64 { format == .ept ? eptMMUWritable : mmuWritable }
     public static let shadowPresent: UInt64 = 1 << 11
     public static let executeDisable: UInt64 = 1 << 63
     public static let addressMask: UInt64 = bitRange(HostMemory.maxPhysicalAddressBits - 1, 12)
@@ -37,8 +47,11 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
     @inlinable public var frame: UInt64 { (rawValue & Self.addressMask) >> 12 }
 
     /// A non-leaf entry: full rights, restrictions live in leaves and child roles.
-    public static func nonLeaf(child frame: UInt64) -> SPTE {
-        SPTE(rawValue: frame << 12 | present | writable | user | accessed | shadowPresent)
+    public static func nonLeaf(child frame: UInt64, format: SPTEFormat = .x86) -> SPTE {
+        switch format {
+        case .x86: SPTE(rawValue: frame << 12 | present | writable | user | accessed | shadowPresent)
+        case .ept: SPTE(rawValue: frame << 12 | 0x7 | shadowPresent)
+        }
     }
 
     /// An entry of a PAE root that the hardware loads into a PDPTE register:
@@ -48,8 +61,19 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
         SPTE(rawValue: frame << 12 | present | shadowPresent)
     }
 
-    /// A 4 KiB leaf mapping host frame `frame` with `access`.
-    public static func leaf(frame: UInt64, access: AccessRights, writable: Bool, mmuWritable: Bool, protectionKey: Int) -> SPTE {
+    /// A 4 KiB leaf mapping host frame `frame` with `access`. In EPT format
+    /// read is always granted (ACC_USER means readable there), execute as
+    /// `access` says, write-back memory type.
+    public static func leaf(
+        frame: UInt64, access: AccessRights, writable: Bool, mmuWritable: Bool, protectionKey: Int, format: SPTEFormat = .x86
+    ) -> SPTE {
+        if format == .ept {
+            var value = frame << 12 | 0x1 | 6 << 3 | shadowPresent
+            if access.contains(.execute) { value |= 0x4 }
+            if writable { value |= self.writable }
+            if mmuWritable { value |= eptMMUWritable }
+            return SPTE(rawValue: value)
+        }
         var value = frame << 12 | present | accessed | shadowPresent | UInt64(protectionKey) << 59
         if access.contains(.user) { value |= user }
         if !access.contains(.execute) { value |= executeDisable }
@@ -58,9 +82,12 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
         return SPTE(rawValue: value)
     }
 
-    /// An MMIO spte for `gfn`, valid while the memslot generation is `generation`.
-    public static func mmio(gfn: UInt64, generation: UInt64) -> SPTE {
-        SPTE(rawValue: present | mmioMarker | (gfn << 12 & addressMask) | (generation & mmioGenerationMask) << mmioGenerationShift)
+    /// An MMIO spte for `gfn`, valid while the memslot generation is `generation`:
+    /// a reserved-bit fault for x86 tables; for EPT, write+execute without read
+    /// (an EPT misconfiguration).
+    public static func mmio(gfn: UInt64, generation: UInt64, format: SPTEFormat = .x86) -> SPTE {
+        let low: UInt64 = format == .ept ? 0x6 : present
+        return SPTE(rawValue: low | mmioMarker | (gfn << 12 & addressMask) | (generation & mmioGenerationMask) << mmioGenerationShift)
     }
 
     public var mmioGFN: UInt64 { (rawValue & Self.addressMask) >> 12 }

@@ -117,7 +117,8 @@ extension ShadowMMU {
         access: AccessRights, protectionKey: Int, write: Bool
     ) -> SetSPTEResult {
         guard var page = context.root else { preconditionFailure("fault on vCPU \(context.vcpu) with no root loaded") }
-        let linear = context.registers.linearAddress(address)
+        // Shadow tables are indexed by the guest's linear address, TDP tables by the guest-physical one.
+        let linear = mode.isTDP ? address : context.registers.linearAddress(address)
         var level = page.role.level
         while level > 1 {
             page.writeFloodingCount = 0
@@ -170,7 +171,7 @@ extension ShadowMMU {
                 dropLeaf(page, index)
                 flushRemoteTLBs()
             }
-            host.setEntry(sptep, SPTE.mmio(gfn: gfn, generation: memslotGeneration).rawValue)
+            host.setEntry(sptep, SPTE.mmio(gfn: gfn, generation: memslotGeneration, format: spteFormat).rawValue)
             statistics.mmioSPTEsCreated += 1
             return .mmio
         }
@@ -216,8 +217,44 @@ extension ShadowMMU {
         }
         let writable = access.contains(.write)
         if writable { memory.markDirty(gfn) }
-        let spte = SPTE.leaf(frame: frame, access: access, writable: writable, mmuWritable: writable, protectionKey: protectionKey)
+        let spte = SPTE.leaf(
+            frame: frame, access: access, writable: writable, mmuWritable: writable, protectionKey: protectionKey, format: spteFormat)
         return (spte, writeProtected)
+    }
+
+    /// A second-stage fault of two-dimensional paging (an EPT violation or
+    /// misconfiguration, or an #NPF) at guest-physical `gpa` (KVM's
+    /// `kvm_tdp_page_fault` → `direct_map`): map the frame with full rights, or
+    /// install an MMIO spte and emulate when no memslot holds it.
+    public func tdpPageFault(vcpu: Int, gpa: UInt64, write: Bool) -> FaultOutcome {
+        statistics.exits += 1
+        let context = contexts[vcpu]
+        var walk = GuestWalk(guestMode: .level4)
+        walk.leafLevel = 6  // every level is direct
+        let gfn = gpa >> 12
+        let slot = memory.slot(for: gfn)
+        if context.rootRole.level == 3, gpa >> 32 != 0 {
+            // Beyond what a PAE-format nested table can map: emulate without an spte
+            // (KVM emulates directly a gfn beyond the host's reach).
+            statistics.mmioExits += 1
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: true)
+        }
+        makeMMUPagesAvailable()
+        switch fetch(context, gpa, walk: walk, gfn: gfn, slot: slot, access: .all, protectionKey: 0, write: write) {
+        case .fixed:
+            statistics.shadowFaultsFixed += 1
+            return .fixed
+        case .spurious:
+            statistics.spuriousFaults += 1
+            return .spurious
+        case .mmio:
+            statistics.mmioExits += 1
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: true)
+        case .writeProtected:
+            preconditionFailure("TDP tables never write-protect guest frames")
+        }
     }
 
     /// Whether the hardware, with the state the hypervisor loads at VM entry,

@@ -34,6 +34,12 @@ extension ShadowMMU {
         let context = contexts[vcpu]
         context.registers = new
         let cpuRole = CPURole(new)
+        if mode.isTDP {
+            // The hardware walks the guest's tables itself: TDP pages do not depend
+            // on the guest's paging state, and its TLB flushes are the hardware's.
+            context.cpuRole = cpuRole
+            return
+        }
         if cpuRole.base.hasFourByteGPTE, cpuRole.cr4PSE != context.cpuRole.cr4PSE, context.cpuRole.level == 2 {
             // CR4.PSE decides whether a 32-bit PDE with PS=1 maps a 4 MiB page or
             // points to a page table, but it is not part of the page role: the
@@ -178,6 +184,7 @@ extension ShadowMMU {
     public func flushGuestTLB(vcpu: Int) {
         let context = contexts[vcpu]
         statistics.guestTLBFlushes += 1
+        guard !mode.isTDP else { return }
         syncRoots(context)
         for index in 0..<context.previousRoots.count {
             if let cached = context.previousRoots[index], cached.page.unsync || cached.page.unsyncChildren > 0 {

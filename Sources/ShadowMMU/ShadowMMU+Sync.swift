@@ -138,7 +138,7 @@ extension ShadowMMU {
         statistics.invlpgs += 1
         let context = contexts[vcpu]
         let registers = context.registers
-        guard registers.mode.isCanonical(address) else { return }
+        guard !mode.isTDP, registers.mode.isCanonical(address) else { return }
         let linear = registers.linearAddress(address)
         for root in [context.root].compactMap({ $0 }) + context.cachedRoots where !root.role.direct {
             var page = root

@@ -102,13 +102,16 @@ extension ShadowMMU {
         if dropped { flushRemoteTLBs() }
     }
 
-    /// The smallest cap: one fault may build a page per level below the root.
-    public static let minimumMaxPages = 8
+    /// The smallest cap. KVM refuses fewer than 64 pages; shadow paging here
+    /// accepts down to 8 (one fault builds at most a page per level below the
+    /// root), so that small scenarios exercise reclaim. Under TDP one access
+    /// needs the guest's every table mapped, so KVM's 64 holds.
+    public var minimumMaxPages: Int { mode.isTDP ? 64 : 8 }
 
     /// `host max-shadow-pages` (`kvm_mmu_change_mmu_pages`); caps below
-    /// `minimumMaxPages` are raised to it (KVM itself refuses fewer than 64).
+    /// `minimumMaxPages` are raised to it.
     public func setMaxPages(_ count: Int) {
-        maxPages = max(count, Self.minimumMaxPages)
+        maxPages = max(count, minimumMaxPages)
         if usedPages > maxPages { zapOldestPages(usedPages - maxPages) }
     }
 

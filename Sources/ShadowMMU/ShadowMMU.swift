@@ -9,6 +9,19 @@ public enum HostPaging: Sendable, Hashable {
     case pae32
 }
 
+/// How the hypervisor virtualizes the guest's paging.
+public enum MMUMode: Hashable, Sendable {
+    /// Shadow paging: tables built from the guest's own.
+    case shadow
+    /// Two-dimensional paging: the guest's tables run on the hardware and the
+    /// hypervisor keeps a direct map of guest-physical memory (KVM's TDP MMU)
+    /// in EPT format (`.ept`) or NPT (`.x86`) format, with `levels` levels (3
+    /// only for NPT on a 32-bit PAE host).
+    case tdp(format: SPTEFormat, levels: Int)
+
+    public var isTDP: Bool { if case .tdp = self { true } else { false } }
+}
+
 /// KVM's shadow MMU: the hypervisor builds, in host memory, the tables the
 /// hardware walks (shadow pages) from the guest's own page tables, keeps them
 /// coherent by write-protecting the guest tables it shadows (or letting leaf
@@ -28,6 +41,9 @@ public final class ShadowMMU {
     public let host: HostMemory
     public let memory: GuestMemory
     public let hostPaging: HostPaging
+    public let mode: MMUMode
+    /// The format of every table this MMU builds.
+    public let spteFormat: SPTEFormat
     public internal(set) var contexts: [Context]
     public internal(set) var statistics = MMUStatistics()
     /// Called whenever translations cached by any vCPU's hardware may be stale
@@ -60,11 +76,15 @@ public final class ShadowMMU {
     public internal(set) var usedPages = 0
     var nextSerial = 0
 
-    public init(host: HostMemory, memory: GuestMemory, hostPaging: HostPaging, vcpuCount: Int, guestModel: CPUModel) {
+    public init(
+        host: HostMemory, memory: GuestMemory, hostPaging: HostPaging, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow
+    ) {
         self.host = host
         self.memory = memory
         self.hostPaging = hostPaging
-        contexts = (0..<vcpuCount).map { Context(vcpu: $0, registers: ControlRegisters(model: guestModel), hostPaging: hostPaging) }
+        self.mode = mode
+        if case .tdp(let format, _) = mode { spteFormat = format } else { spteFormat = .x86 }
+        contexts = (0..<vcpuCount).map { Context(vcpu: $0, registers: ControlRegisters(model: guestModel), mode: mode) }
     }
 
     /// Per-vCPU MMU state (KVM's `struct kvm_mmu` for the vCPU's root MMU).
@@ -82,11 +102,14 @@ public final class ShadowMMU {
         /// Backing frame of local PAE roots, below 4 GiB; allocated when first needed.
         public internal(set) var paeRootFrame: UInt64?
 
-        init(vcpu: Int, registers: ControlRegisters, hostPaging: HostPaging) {
+        init(vcpu: Int, registers: ControlRegisters, mode: MMUMode) {
             self.vcpu = vcpu
             self.registers = registers
             cpuRole = CPURole(registers)
-            rootRole = PageRole.shadowRoot(for: cpuRole)
+            switch mode {
+            case .shadow: rootRole = PageRole.shadowRoot(for: cpuRole)
+            case .tdp(_, let levels): rootRole = PageRole.tdpRoot(levels: levels)
+            }
         }
 
         /// Whether roots of this context start with local pages
@@ -232,7 +255,7 @@ extension ShadowMMU {
         for sptep in rmap[gfn] ?? [] {
             let spte = host.entry(sptep)
             var new = spte & ~SPTE.writable
-            if !keepMMUWritable { new &= ~SPTE.mmuWritable }
+            if !keepMMUWritable { new &= ~SPTE.mmuWritable(spteFormat) }
             if new != spte {
                 host.setEntry(sptep, new)
                 changed = changed || spte & SPTE.writable != 0
@@ -245,7 +268,7 @@ extension ShadowMMU {
     func link(_ parent: ShadowPage, _ index: Int, to child: ShadowPage, context: Context) {
         let sptep = parent.spteAddress(index)
         let paeRoot = parent.isLocal && parent.role.level == 3 && context.rootRole.level == 3
-        let spte = paeRoot ? SPTE.paeRootEntry(child: child.frame) : SPTE.nonLeaf(child: child.frame)
+        let spte = paeRoot ? SPTE.paeRootEntry(child: child.frame) : SPTE.nonLeaf(child: child.frame, format: spteFormat)
         host.setEntry(sptep, spte.rawValue)
         child.parentSPTEs.append(sptep)
         if child.unsync || child.unsyncChildren > 0 { markUnsync(sptep) }

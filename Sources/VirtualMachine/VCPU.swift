@@ -16,6 +16,8 @@ public final class VCPU {
     var hardware: ControlRegisters?
     /// Host frame of the root loaded at the last entry.
     var loadedRoot: UInt64?
+    /// Under two-dimensional paging: the second stage loaded at the last entry.
+    var nested: NestedPaging?
     public internal(set) var entries = 0
     public internal(set) var hardwareWalks = 0
 

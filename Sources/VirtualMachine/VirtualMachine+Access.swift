@@ -21,6 +21,10 @@ public enum HardwareEvent: Sendable {
     case walk(WalkTrace, mode: PagingMode)
     /// The walk faulted: an exit to the hypervisor, and what it did.
     case exit(errorCode: PageFaultErrorCode, outcome: FaultOutcome)
+    /// A two-dimensional walk, with the memory references it made.
+    case twoDimensionalWalk(references: Int)
+    /// A second-stage fault: an exit to the hypervisor, and what it did.
+    case nestedExit(NestedFault, outcome: FaultOutcome)
 }
 
 extension VirtualMachine {
@@ -56,6 +60,7 @@ extension VirtualMachine {
             return .generalProtection
         }
         let linear = guest.linearAddress(address)
+        if mmu.mode.isTDP { return performTwoDimensional(vcpu, address, linear, access, width: width, value: value, events: &events) }
         for _ in 0..<Self.exitLimit {
             let hardware = enter(vcpu)
             if events != nil, let root = mmu.contexts[index].root {
@@ -85,6 +90,82 @@ extension VirtualMachine {
         }
         violations.append("vCPU \(index): the access at \(address.hex) did not complete after \(Self.exitLimit) exits")
         return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+    }
+
+    /// An access under two-dimensional paging: the hardware walks the guest's
+    /// tables and translates every guest-physical address through the
+    /// hypervisor's TDP tables; a guest page fault goes straight to the guest,
+    /// a second-stage fault exits to the hypervisor.
+    func performTwoDimensional(
+        _ vcpu: VCPU, _ address: UInt64, _ linear: UInt64, _ access: MemoryAccess, width: Int, value: UInt64?,
+        events: inout [HardwareEvent]?
+    ) -> GuestAccessResult {
+        for _ in 0..<Self.exitLimit {
+            let guest = enter(vcpu)
+            if let entry = vcpu.tlb.lookup(linear, pcid: guest.pcid) {
+                let violations = guest.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
+                if violations.isEmpty, access.kind != .write || entry.dirty {
+                    counters.hardwareTLBHits += 1
+                    let hpa = entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)
+                    events?.append(.tlbHit(hostAddress: hpa))
+                    return finishTwoDimensional(access, hpa: hpa, width: width, value: value)
+                }
+                vcpu.tlb.drop(linear)
+            }
+            counters.hardwareWalks += 1
+            vcpu.hardwareWalks += 1
+            var references = 0
+            let result = TwoDimensionalWalker.walk(
+                address, access, guest: guest, nested: vcpu.nested!, memory: host, guestMemorySize: memory.size,
+                references: &references)
+            counters.walkReferences += references
+            events?.append(.twoDimensionalWalk(references: references))
+            switch result {
+            case .generalProtection:
+                counters.guestGeneralProtectionFaults += 1
+                return .generalProtection
+            case .guestPageFault(let code):
+                counters.guestPageFaults += 1
+                return .pageFault(code)
+            case .translated(var translation, let hpa, let nestedShift, let nestedWritable):
+                // The combined translation: the smaller page, and a write must walk
+                // again (and meet the second stage) unless both stages allow it.
+                translation.physicalAddress = hpa
+                translation.dirty = translation.dirty && nestedWritable
+                // A guest page fractured into smaller second-stage pages is not
+                // cached: INVLPG must drop the whole guest page, which the TLB only
+                // finds by the page size it was cached with.
+                if nestedShift >= translation.pageShift { vcpu.tlb.insert(translation, pcid: guest.pcid) }
+                return finishTwoDimensional(access, hpa: hpa, width: width, value: value)
+            case .nestedFault(let fault):
+                let write = switch fault.kind {
+                case .eptViolation(let qualification): qualification & 2 != 0
+                case .eptMisconfiguration: access.kind == .write
+                case .nestedPageFault(let info): info & 2 != 0
+                }
+                let outcome = mmu.tdpPageFault(vcpu: vcpu.index, gpa: fault.guestPhysicalAddress, write: write)
+                events?.append(.nestedExit(fault, outcome: outcome))
+                vcpu.requestReentry()
+                switch outcome {
+                case .fixed, .spurious:
+                    continue
+                case .emulate(let gpa, _):
+                    return emulate(access, gpa: gpa, mmio: true, width: width, value: value)
+                case .injectPageFault(let code):
+                    return .pageFault(code)
+                }
+            }
+        }
+        violations.append("vCPU \(vcpu.index): the access at \(address.hex) did not complete after \(Self.exitLimit) exits")
+        return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+    }
+
+    func finishTwoDimensional(_ access: MemoryAccess, hpa: UInt64, width: Int, value: UInt64?) -> GuestAccessResult {
+        guard let gpa = memory.guestAddress(ofHost: hpa) else {
+            violations.append("a two-dimensional walk reached host address \(hpa.hex), outside guest memory")
+            return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+        }
+        return complete(access, gpa: gpa, hpa: hpa, width: width, value: value)
     }
 
     enum HardwareTranslation {

@@ -28,6 +28,8 @@ public final class VirtualMachine {
         public var hardwareTLBHits = 0
         public var hardwareWalks = 0
         public var vmEntries = 0
+        /// Memory references made by two-dimensional walks (TDP).
+        public var walkReferences = 0
     }
 
     /// Raised for a machine that cannot exist.
@@ -35,11 +37,24 @@ public final class VirtualMachine {
         public var description: String
     }
 
-    public init(memorySize: UInt64, maxPhysicalAddressBits: Int = 52, vcpuCount: Int = 1, hostPaging: HostPaging = .bits64) {
+    /// The guest CPU a configuration presents: under NPT the guest runs as on
+    /// an AMD processor with nested paging (a PAE guest's PDPTEs are read from
+    /// memory on every walk, never latched).
+    public static func guestModel(maxPhysicalAddressBits: Int, mode: MMUMode) -> CPUModel {
+        if case .tdp(.x86, _) = mode {
+            return CPUModel(maxPhysicalAddressBits: maxPhysicalAddressBits, vendor: .amd, latchesPDPTEs: false)
+        }
+        return CPUModel(maxPhysicalAddressBits: maxPhysicalAddressBits)
+    }
+
+    public init(
+        memorySize: UInt64, maxPhysicalAddressBits: Int = 52, vcpuCount: Int = 1, hostPaging: HostPaging = .bits64,
+        mode: MMUMode = .shadow
+    ) {
         host = HostMemory()
         memory = GuestMemory(host: host, size: memorySize)
-        let guestModel = CPUModel(maxPhysicalAddressBits: maxPhysicalAddressBits)
-        mmu = ShadowMMU(host: host, memory: memory, hostPaging: hostPaging, vcpuCount: vcpuCount, guestModel: guestModel)
+        let guestModel = Self.guestModel(maxPhysicalAddressBits: maxPhysicalAddressBits, mode: mode)
+        mmu = ShadowMMU(host: host, memory: memory, hostPaging: hostPaging, vcpuCount: vcpuCount, guestModel: guestModel, mode: mode)
         vcpus = (0..<vcpuCount).map { VCPU(index: $0, model: guestModel) }
         mmu.remoteFlush = { [unowned self] in
             for vcpu in vcpus {
@@ -60,6 +75,15 @@ public final class VirtualMachine {
         if vcpu.loadedRoot != root.frame { vcpu.tlb.flushAll() }
         let guest = vcpu.registers
         let level = root.role.level
+        if case .tdp(let format, _) = mmu.mode {
+            // The guest's own paging state runs on the hardware; the root is the second stage.
+            vcpu.nested = format == .ept
+                ? .ept(EPTPointer(root: root.frame << 12, levels: level, accessedDirty: false), maxPhysicalAddressBits: hostModel.maxPhysicalAddressBits)
+                : .npt(host: nptHostRegisters(root: root.frame << 12, levels: level))
+            vcpu.hardware = guest
+            vcpu.loadedRoot = root.frame
+            return guest
+        }
         var cr4 = CR4(rawValue: CR4.pae.rawValue)
         cr4.rawValue |= guest.cr4.rawValue & (CR4.smep.rawValue | CR4.smap.rawValue)
         if level >= 4 { cr4.rawValue |= guest.cr4.rawValue & CR4.pke.rawValue }
@@ -84,6 +108,17 @@ public final class VirtualMachine {
         return hardware
     }
 
+    /// The hypervisor's own paging mode, which NPT tables use: 4- or 5-level,
+    /// or PAE on a 32-bit host (nested PDPTEs are then read from memory on
+    /// every walk, never latched).
+    func nptHostRegisters(root: UInt64, levels: Int) -> ControlRegisters {
+        let model = CPUModel(maxPhysicalAddressBits: hostModel.maxPhysicalAddressBits, vendor: .amd, latchesPDPTEs: false)
+        let cr4: UInt64 = levels == 5 ? 0x1020 : 0x20
+        let efer: UInt64 = levels >= 4 ? 0xd00 : 0x800
+        return ControlRegisters(
+            model: model, cr0: CR0(rawValue: 0x8001_0001), cr3: root, cr4: CR4(rawValue: cr4), efer: EFER(rawValue: efer))
+    }
+
     // MARK: - Guest CPU state
 
     /// MOV CR*/WRMSR EFER/WRPKRU by the guest; false when the architecture rejects it.
@@ -97,8 +132,17 @@ public final class VirtualMachine {
         }
         vcpu.registers = new
         mmu.registersWritten(vcpu: index, register, value: value, old: old, new: new, effects: effects)
-        // KVM flushes the hardware's current context on these writes.
-        if register == .cr3 || !effects.isDisjoint(with: [.flushAll, .flushNonGlobal, .modeChanged]) { vcpu.tlb.flushAll() }
+        if mmu.mode.isTDP {
+            // The hardware runs the guest's paging itself: its TLB follows the architecture.
+            if effects.contains(.flushAll) {
+                vcpu.tlb.flushAll()
+            } else if effects.contains(.flushNonGlobal) {
+                vcpu.tlb.flushNonGlobal(pcid: new.pcid)
+            }
+        } else if register == .cr3 || !effects.isDisjoint(with: [.flushAll, .flushNonGlobal, .modeChanged]) {
+            // KVM flushes the hardware's current context on these writes.
+            vcpu.tlb.flushAll()
+        }
         vcpu.requestReentry()
         return true
     }

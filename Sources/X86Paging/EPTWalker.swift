@@ -132,7 +132,7 @@ public enum EPTWalker {
                         }
                     }
                 }
-                return .translated(hostPhysicalAddress: base | gpa & offsetMask, pageShift: shift)
+                return .translated(hostPhysicalAddress: base | gpa & offsetMask, pageShift: shift, writable: rights & 2 != 0)
             }
             table = entry & addressMask
             tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .nextTable(table)))
@@ -143,6 +143,7 @@ public enum EPTWalker {
 
 /// The outcome of one second-stage translation.
 public enum NestedTranslation: Hashable, Sendable {
-    case translated(hostPhysicalAddress: UInt64, pageShift: Int)
+    /// `writable`: the second stage also allows writes to this page.
+    case translated(hostPhysicalAddress: UInt64, pageShift: Int, writable: Bool)
     case fault(NestedFault)
 }

@@ -15,11 +15,17 @@ public enum NestedPaging: Hashable, Sendable {
         case .npt(let host):
             // Every NPT access is a user access; guest paging-structure accesses are writes.
             let kind: MemoryAccess.Kind = access.pagingStructure ? .write : access.kind
+            let stage: UInt64 = access.pagingStructure ? 1 << 33 : 1 << 32
+            if !host.mode.isLongMode, gpa >> 32 != 0 {
+                // Legacy-mode nested tables translate 32-bit addresses: nothing above 4 GiB is mapped.
+                let code: UInt64 = (kind == .write ? 2 : 0) | 4 | (kind == .fetch && host.executeDisableEnabled ? 0x10 : 0)
+                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: code | stage)))
+            }
             switch Walker.walk(gpa, MemoryAccess(kind, .user), registers: host, memory: memory, tracer: &tracer) {
             case .translated(let translation):
-                return .translated(hostPhysicalAddress: translation.physicalAddress, pageShift: translation.pageShift)
+                return .translated(
+                    hostPhysicalAddress: translation.physicalAddress, pageShift: translation.pageShift, writable: translation.rights.writable)
             case .pageFault(let code):
-                let stage: UInt64 = access.pagingStructure ? 1 << 33 : 1 << 32
                 return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: code.rawValue | stage)))
             case .generalProtection:
                 return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: 1 << 32 | 1)))
@@ -30,8 +36,10 @@ public enum NestedPaging: Hashable, Sendable {
 
 /// The outcome of a two-dimensional walk.
 public enum TwoDimensionalResult: Hashable, Sendable {
-    /// `translation.physicalAddress` is the guest-physical address; `hostPhysicalAddress` where it lives.
-    case translated(Translation, hostPhysicalAddress: UInt64)
+    /// `translation.physicalAddress` is the guest-physical address;
+    /// `hostPhysicalAddress` where it lives; `nestedPageShift` the size of the
+    /// second-stage page and `nestedWritable` whether it allows writes.
+    case translated(Translation, hostPhysicalAddress: UInt64, nestedPageShift: Int, nestedWritable: Bool)
     /// The guest's own page fault.
     case guestPageFault(PageFaultErrorCode)
     /// A second-stage fault, on a guest paging-structure entry or on the final address.
@@ -63,8 +71,8 @@ public enum TwoDimensionalWalker {
             let result = nested.translate(translation.physicalAddress, NestedAccess(access.kind), memory: memory, tracer: &tracer)
             view.references += tracer.references
             switch result {
-            case .translated(let hpa, _):
-                return .translated(translation, hostPhysicalAddress: hpa)
+            case .translated(let hpa, let shift, let writable):
+                return .translated(translation, hostPhysicalAddress: hpa, nestedPageShift: shift, nestedWritable: writable)
             case .fault(let fault):
                 return .nestedFault(fault)
             }
@@ -95,7 +103,7 @@ final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
         let result = nested.translate(gpa, NestedAccess(write ? .write : .read, pagingStructure: true), memory: host, tracer: &tracer)
         references += tracer.references
         switch result {
-        case .translated(let hpa, _): return hpa
+        case .translated(let hpa, _, _): return hpa
         case .fault(let nestedFault):
             fault = nestedFault
             return nil

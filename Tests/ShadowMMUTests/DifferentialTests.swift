@@ -7,12 +7,12 @@ import Testing
 /// with the MMU's audits after every command.
 @Suite("Shadow paging against the reference")
 struct DifferentialTests {
-    static let seedsPerMode: UInt64 = 12
+    static let seedsPerMode: UInt64 = 8
 
     @Test(arguments: ScenarioGenerator.GuestMode.allCases)
     func randomGuestsMatchTheReference(_ mode: ScenarioGenerator.GuestMode) throws {
         for seed in 0..<Self.seedsPerMode {
-            let text = ScenarioGenerator(mode: mode, seed: seed, length: 150).generate()
+            let text = ScenarioGenerator(mode: mode, seed: seed, length: 120).generate()
             let scenario = try ScenarioParser.parse(text, fileName: "generated-\(mode)-\(seed).scenario")
             let reports = try DifferentialChecker.check(scenario)
             #expect(!reports.isEmpty, "no configuration could run mode \(mode)")

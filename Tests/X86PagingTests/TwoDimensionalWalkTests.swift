@@ -78,7 +78,7 @@ struct TwoDimensionalWalkTests {
             let result = TwoDimensionalWalker.walk(
                 0x1000, .read, guest: guest, nested: machine.nested, memory: machine.host, guestMemorySize: 1 << 30,
                 references: &references)
-            guard case .translated(let translation, let hpa) = result else {
+            guard case .translated(let translation, let hpa, _, _) = result else {
                 Issue.record("\(guestLevels)-level guest on \(tdpLevels)-level \(ept ? "EPT" : "NPT"): \(result)")
                 continue
             }
