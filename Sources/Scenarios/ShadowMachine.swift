@@ -146,7 +146,7 @@ public final class ShadowMachine: GuestMachine {
                 ("level", .number(role.level)), ("direct", .bool(role.direct)), ("quadrant", .number(role.quadrant)),
                 ("access", .string(role.access.description)), ("has_4_byte_gpte", .bool(role.hasFourByteGPTE)),
                 ("efer_nx", .bool(role.eferNX)), ("cr0_wp", .bool(role.cr0WP)),
-                ("smep_andnot_wp", .bool(role.smepAndNotWP)), ("smap_andnot_wp", .bool(role.smapAndNotWP)),
+                ("smep_andnot_wp", .bool(role.smepAndNotWP)), ("smap_andnot_wp", .bool(role.smapAndNotWP)), ("pke_andnot_wp", .bool(role.pkeAndNotWP)),
                 ("passthrough", .bool(role.passthrough)), ("invalid", .bool(role.invalid)),
             ])),
         ]

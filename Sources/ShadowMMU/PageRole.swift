@@ -105,6 +105,14 @@ public struct PageRole: RawRepresentable, Hashable, Sendable, CustomStringConver
         get { field(18, 1) != 0 }
         set { setField(18, 1, newValue ? 1 : 0) }
     }
+    /// CR4.PKE && !CR0.WP (long mode). Not in KVM, which offers protection keys
+    /// only with TDP; here shadow paging supports them, and for the reason
+    /// `smap_andnot_wp` exists a page built by CR0.WP=0 emulation (user pages
+    /// mapped supervisor-only) must not serve once protection keys are on.
+    public var pkeAndNotWP: Bool {
+        get { field(19, 1) != 0 }
+        set { setField(19, 1, newValue ? 1 : 0) }
+    }
 
     public var description: String {
         var parts = ["level=\(level)", direct ? "direct" : "indirect", "access=\(access)"]
@@ -113,6 +121,7 @@ public struct PageRole: RawRepresentable, Hashable, Sendable, CustomStringConver
         if cr0WP { parts.append("cr0_wp") }
         if smepAndNotWP { parts.append("smep_andnot_wp") }
         if smapAndNotWP { parts.append("smap_andnot_wp") }
+        if pkeAndNotWP { parts.append("pke_andnot_wp") }
         if adDisabled { parts.append("ad_disabled") }
         if guestMode { parts.append("guest_mode") }
         if passthrough { parts.append("passthrough") }
@@ -152,6 +161,7 @@ public struct CPURole: Hashable, Sendable {
         cr4SMEP = cr4.contains(.smep)
         cr4SMAP = cr4.contains(.smap)
         cr4PKE = lma && cr4.contains(.pke)
+        base.pkeAndNotWP = cr4PKE && !registers.cr0.wp
         cr4LA57 = lma && cr4.contains(.la57)
         eferLMA = lma
     }

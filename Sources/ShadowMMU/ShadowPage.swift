@@ -26,8 +26,9 @@ public final class ShadowPage {
     let generation: UInt64
     /// The vCPU owning a local page; nil for pages in the hash.
     public let owner: Int?
-    /// Creation order, for reclaiming the oldest pages first.
-    let serial: Int
+    /// Creation order, unique per MMU: reclaim takes the oldest pages first,
+    /// and the hardware tells one root from the next by it.
+    public let serial: Int
     /// For each leaf spte of an indirect page: the gfn it maps (KVM's
     /// `shadowed_translation`), needed to find its rmap when it is dropped.
     var leafGFNs: [UInt64]

@@ -14,8 +14,10 @@ public final class VCPU {
     /// Paging state loaded at the last VM entry; nil when the vCPU must enter
     /// again before it runs (after a remote flush, a root change, a register write).
     var hardware: ControlRegisters?
-    /// Host frame of the root loaded at the last entry.
-    var loadedRoot: UInt64?
+    /// Serial number of the root loaded at the last entry. Not its frame:
+    /// successive local PAE roots reuse one frame, and a new root must still
+    /// flush the TLB.
+    var loadedRoot: Int?
     /// Under two-dimensional paging: the second stage loaded at the last entry.
     var nested: NestedPaging?
     public internal(set) var entries = 0

@@ -69,10 +69,10 @@ public final class VirtualMachine {
     /// registers, as the CPU does at entry).
     func enter(_ vcpu: VCPU) -> ControlRegisters {
         let root = mmu.loadRoot(vcpu: vcpu.index)
-        if let hardware = vcpu.hardware, vcpu.loadedRoot == root.frame { return hardware }
+        if let hardware = vcpu.hardware, vcpu.loadedRoot == root.serial { return hardware }
         counters.vmEntries += 1
         vcpu.entries += 1
-        if vcpu.loadedRoot != root.frame { vcpu.tlb.flushAll() }
+        if vcpu.loadedRoot != root.serial { vcpu.tlb.flushAll() }
         let guest = vcpu.registers
         let level = root.role.level
         if case .tdp(let format, _) = mmu.mode {
@@ -81,7 +81,7 @@ public final class VirtualMachine {
                 ? .ept(EPTPointer(root: root.frame << 12, levels: level, accessedDirty: false), maxPhysicalAddressBits: hostModel.maxPhysicalAddressBits)
                 : .npt(host: nptHostRegisters(root: root.frame << 12, levels: level))
             vcpu.hardware = guest
-            vcpu.loadedRoot = root.frame
+            vcpu.loadedRoot = root.serial
             return guest
         }
         var cr4 = CR4(rawValue: CR4.pae.rawValue)
@@ -104,7 +104,7 @@ public final class VirtualMachine {
             cr3: cr3, cr4: cr4, efer: EFER(rawValue: efer), pkru: guest.pkru, alignmentCheck: guest.alignmentCheck,
             pdptes: pdptes)
         vcpu.hardware = hardware
-        vcpu.loadedRoot = root.frame
+        vcpu.loadedRoot = root.serial
         return hardware
     }
 
