@@ -134,10 +134,10 @@ public final class ShadowMachine: GuestMachine {
 
     public func shadowRoot(vcpu: Int) -> JSONValue {
         guard let root = vm.mmu.dumpRoot(vcpu: vcpu) else { return .null }
-        return Self.json(root)
+        return Self.json(root, format: vm.mmu.spteFormat)
     }
 
-    static func json(_ table: ShadowTableDump) -> JSONValue {
+    static func json(_ table: ShadowTableDump, format: SPTEFormat) -> JSONValue {
         let role = table.role
         var fields: [(String, JSONValue)] = [
             ("level", .number(table.level)), ("local", .bool(table.local)), ("direct", .bool(table.direct)),
@@ -153,10 +153,10 @@ public final class ShadowMachine: GuestMachine {
         if table.unsync { fields.append(("unsync", .bool(true))) }
         fields.append(("entries", .object(table.entries.map { index, entry in
             let value: JSONValue = switch entry {
-            case .table(let child): json(child)
+            case .table(let child): json(child, format: format)
             case .leaf(let spte, let gfn, let frame):
                 .object([("leaf", .bool(true)), ("gfn", .hex(gfn)), ("hpa", .hex(frame << 12)), ("spte", .hex(spte)),
-                         ("flags", .string(SPTE(rawValue: spte).description))])
+                         ("flags", .string(format == .ept ? EPTEntry(rawValue: spte).description : SPTE(rawValue: spte).description))])
             case .mmio(let spte, let gfn):
                 .object([("mmio", .bool(true)), ("gfn", .hex(gfn)), ("spte", .hex(spte))])
             }
