@@ -42,6 +42,8 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
     /// In use by the MMU (KVM's `is_shadow_present_pte`), whatever the hardware bits say.
     @inlinable public var isShadowPresent: Bool { rawValue & Self.shadowPresent != 0 }
     @inlinable public var isWritable: Bool { rawValue & Self.writable != 0 }
+    /// Whether this present entry of a level-`level` table maps a page (PS, or level 1).
+    @inlinable public func isLeaf(atLevel level: Int) -> Bool { level == 1 || rawValue & Self.pageSize != 0 }
     @inlinable public var isMMIO: Bool { rawValue & Self.mmioMarker != 0 && rawValue & Self.shadowPresent == 0 }
     /// Host frame number the entry points to.
     @inlinable public var frame: UInt64 { (rawValue & Self.addressMask) >> 12 }
@@ -65,16 +67,18 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
     /// read is always granted (ACC_USER means readable there), execute as
     /// `access` says, write-back memory type.
     public static func leaf(
-        frame: UInt64, access: AccessRights, writable: Bool, mmuWritable: Bool, protectionKey: Int, format: SPTEFormat = .x86
+        frame: UInt64, access: AccessRights, writable: Bool, mmuWritable: Bool, protectionKey: Int, format: SPTEFormat = .x86,
+        large: Bool = false
     ) -> SPTE {
+        let size = large ? pageSize : 0
         if format == .ept {
-            var value = frame << 12 | 0x1 | 6 << 3 | shadowPresent
+            var value = frame << 12 | 0x1 | 6 << 3 | shadowPresent | size
             if access.contains(.execute) { value |= 0x4 }
             if writable { value |= self.writable }
             if mmuWritable { value |= eptMMUWritable }
             return SPTE(rawValue: value)
         }
-        var value = frame << 12 | present | accessed | shadowPresent | UInt64(protectionKey) << 59
+        var value = frame << 12 | present | accessed | shadowPresent | UInt64(protectionKey) << 59 | size
         if access.contains(.user) { value |= user }
         if !access.contains(.execute) { value |= executeDisable }
         if writable { value |= Self.writable | dirty }

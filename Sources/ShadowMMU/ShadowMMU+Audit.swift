@@ -47,7 +47,7 @@ extension ShadowMMU {
             for index in 0..<512 {
                 let sptep = page.spteAddress(index)
                 let spte = SPTE(rawValue: host.entry(sptep))
-                guard spte.isShadowPresent else { continue }
+                guard spte.isShadowPresent, !spte.isLeaf(atLevel: page.role.level) else { continue }
                 guard let child = child(of: spte) else {
                     fail("spte \(sptep.hex) points to frame \(spte.frame.hex), which holds no live page")
                     continue
@@ -110,8 +110,11 @@ extension ShadowMMU {
             }
         }
         var leafCount = 0
-        for page in pageByFrame.values where page.role.level == 1 {
-            for index in 0..<512 where SPTE(rawValue: host.entry(page.spteAddress(index))).isShadowPresent { leafCount += 1 }
+        for page in pageByFrame.values {
+            for index in 0..<512 {
+                let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+                if spte.isShadowPresent, spte.isLeaf(atLevel: page.role.level) { leafCount += 1 }
+            }
         }
         if leafCount != rmapCount { fail("\(leafCount) present leaf sptes but \(rmapCount) rmap entries") }
     }

@@ -114,20 +114,24 @@ extension ShadowMMU {
     /// with 4 KiB sptes), then the leaf spte.
     func fetch(
         _ context: Context, _ address: UInt64, walk: GuestWalk, gfn: UInt64, slot: Memslot?,
-        access: AccessRights, protectionKey: Int, write: Bool
+        access: AccessRights, protectionKey: Int, write: Bool, goalLevel: Int = 1
     ) -> SetSPTEResult {
         guard var page = context.root else { preconditionFailure("fault on vCPU \(context.vcpu) with no root loaded") }
         // Shadow tables are indexed by the guest's linear address, TDP tables by the guest-physical one.
         let linear = mode.isTDP ? address : context.registers.linearAddress(address)
         var level = page.role.level
-        while level > 1 {
+        while level > goalLevel {
             page.writeFloodingCount = 0
             let index = Int(linear >> UInt64(12 + 9 * (level - 1)) & 511)
             let sptep = page.spteAddress(index)
             let spte = SPTE(rawValue: host.entry(sptep))
             let childLevel = level - 1
             let indirect = childLevel >= walk.leafLevel
-            if spte.isShadowPresent, let existing = child(of: spte) {
+            if spte.isShadowPresent, spte.isLeaf(atLevel: level) {
+                // A huge mapping where a table is now wanted (dirty logging maps 4 KiB pages).
+                dropLeaf(page, index)
+                flushRemoteTLBs()
+            } else if spte.isShadowPresent, let existing = child(of: spte) {
                 if indirect || existing.role.access == access {
                     page = existing
                     level = childLevel
@@ -156,7 +160,14 @@ extension ShadowMMU {
             level = childLevel
         }
         page.writeFloodingCount = 0
-        return setSPTE(context, page, Int(linear >> 12 & 511), gfn: gfn, slot: slot, access: access, protectionKey: protectionKey, write: write)
+        let index = Int(linear >> UInt64(12 + 9 * (level - 1)) & 511)
+        let span = UInt64(1) << UInt64(9 * (level - 1))
+        if level > 1, SPTE(rawValue: host.entry(page.spteAddress(index))).isShadowPresent,
+           !SPTE(rawValue: host.entry(page.spteAddress(index))).isLeaf(atLevel: level) {
+            // A table already sits where the huge page would go: map this 4 KiB page below it.
+            return fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: access, protectionKey: protectionKey, write: write, goalLevel: level - 1)
+        }
+        return setSPTE(context, page, index, gfn: gfn & ~(span - 1), slot: slot, access: access, protectionKey: protectionKey, write: write)
     }
 
     /// Installs the leaf spte (`mmu_set_spte`).
@@ -187,7 +198,7 @@ extension ShadowMMU {
         }
         let (new, writeProtected) = makeSPTE(
             gfn: gfn, frame: frame, access: access, protectionKey: protectionKey,
-            oldWritable: existing && old.isWritable, synchronizing: false)
+            oldWritable: existing && old.isWritable, synchronizing: false, large: page.role.level > 1)
         let hardwareBits = SPTE.accessed | SPTE.dirty
         if existing, new.rawValue & ~hardwareBits == old.rawValue & ~hardwareBits {
             return writeProtected && write ? .writeProtected : .spurious
@@ -207,7 +218,8 @@ extension ShadowMMU {
     /// to; a leaf table may instead go unsync. Returns whether write access
     /// was withheld for that reason.
     func makeSPTE(
-        gfn: UInt64, frame: UInt64, access: AccessRights, protectionKey: Int, oldWritable: Bool, synchronizing: Bool
+        gfn: UInt64, frame: UInt64, access: AccessRights, protectionKey: Int, oldWritable: Bool, synchronizing: Bool,
+        large: Bool = false
     ) -> (SPTE, Bool) {
         var access = access
         var writeProtected = false
@@ -218,7 +230,8 @@ extension ShadowMMU {
         let writable = access.contains(.write)
         if writable { memory.markDirty(gfn) }
         let spte = SPTE.leaf(
-            frame: frame, access: access, writable: writable, mmuWritable: writable, protectionKey: protectionKey, format: spteFormat)
+            frame: frame, access: access, writable: writable, mmuWritable: writable, protectionKey: protectionKey, format: spteFormat,
+            large: large)
         return (spte, writeProtected)
     }
 
@@ -241,7 +254,8 @@ extension ShadowMMU {
             return .emulate(gpa: gpa, mmio: true)
         }
         makeMMUPagesAvailable()
-        switch fetch(context, gpa, walk: walk, gfn: gfn, slot: slot, access: .all, protectionKey: 0, write: write) {
+        let goal = slot.map { hugePageLevel(gfn: gfn, slot: $0, rootLevel: context.rootRole.level) } ?? 1
+        switch fetch(context, gpa, walk: walk, gfn: gfn, slot: slot, access: .all, protectionKey: 0, write: write, goalLevel: goal) {
         case .fixed:
             statistics.shadowFaultsFixed += 1
             return .fixed
@@ -255,6 +269,20 @@ extension ShadowMMU {
         case .writeProtected:
             preconditionFailure("TDP tables never write-protect guest frames")
         }
+    }
+
+    /// The largest page that can map `gfn` (`kvm_mmu_max_mapping_level`): the
+    /// memslot's backing is contiguous, so a 1 GiB or 2 MiB page whenever the
+    /// aligned range lies wholly inside the slot — but 4 KiB pages while dirty
+    /// logging, and at most 2 MiB under a PAE root.
+    func hugePageLevel(gfn: UInt64, slot: Memslot, rootLevel: Int) -> Int {
+        guard !memory.dirtyLogging else { return 1 }
+        for level in stride(from: rootLevel == 3 ? 2 : 3, to: 1, by: -1) {
+            let span = UInt64(1) << UInt64(9 * (level - 1))
+            let base = gfn & ~(span - 1)
+            if slot.contains(gfn: base), slot.contains(gfn: base + span - 1) { return level }
+        }
+        return 1
     }
 
     /// Whether the hardware, with the state the hypervisor loads at VM entry,
@@ -274,7 +302,7 @@ extension ShadowMMU {
         var page = context.root
         while let current = page {
             let spte = SPTE(rawValue: host.entry(current.spteAddress(Int(linear >> UInt64(12 + 9 * (current.role.level - 1)) & 511))))
-            if current.role.level == 1 { return spte }
+            if spte.isLeaf(atLevel: current.role.level) { return spte }
             page = spte.isShadowPresent ? child(of: spte) : nil
         }
         return nil

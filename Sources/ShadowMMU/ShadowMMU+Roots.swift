@@ -60,7 +60,9 @@ extension ShadowMMU {
         }
         switch register {
         case .cr3:
-            newPGD(context)
+            // A MOV CR3 of the value already there keeps the root (KVM's kvm_set_cr3
+            // switches roots only when CR3 changes; PAE reloads judged the PDPTEs above).
+            if new.cr3 != old.cr3 { newPGD(context) }
             let noFlush = new.cr4.contains(.pcide) && value >> 63 == 1
             if !noFlush { syncRoots(context) }
         case .cr4:

@@ -87,6 +87,16 @@ extension ShadowMMU {
     public func startDirtyLogging() {
         memory.setDirtyLogging(true)
         var changed = false
+        // Huge mappings go: while logging, every page is mapped (and logged) at 4 KiB.
+        for page in livePages where page.role.level > 1 {
+            for index in 0..<512 {
+                let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+                if spte.isShadowPresent, spte.isLeaf(atLevel: page.role.level) {
+                    dropLeaf(page, index)
+                    changed = true
+                }
+            }
+        }
         for gfn in rmap.keys where writeProtect(gfn: gfn, keepMMUWritable: true) { changed = true }
         if changed { flushRemoteTLBs() }
     }

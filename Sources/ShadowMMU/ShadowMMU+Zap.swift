@@ -49,7 +49,7 @@ extension ShadowMMU {
         let sptep = page.spteAddress(index)
         let spte = SPTE(rawValue: host.entry(sptep))
         guard spte.rawValue != 0 else { return }
-        if spte.isShadowPresent, page.role.level == 1 {
+        if spte.isShadowPresent, spte.isLeaf(atLevel: page.role.level) {
             dropLeaf(page, index)
         } else if spte.isShadowPresent, let child = child(of: spte) {
             unlinkChild(child, from: sptep)
@@ -93,9 +93,15 @@ extension ShadowMMU {
         var gfn = gpa >> 12
         let last = (gpa + size - 1) >> 12
         while gfn <= last {
-            for sptep in rmap[gfn] ?? [] {
-                dropLeaf(page(holding: sptep), Int(sptep & 0xfff) / 8)
-                dropped = true
+            // 4 KiB leaves of this gfn, and huge leaves whose range holds it (keyed by their first gfn).
+            for base in Set([gfn, gfn & ~0x1ff, gfn & ~0x3ffff]) {
+                for sptep in rmap[base] ?? [] {
+                    let holder = page(holding: sptep)
+                    let span = UInt64(1) << UInt64(9 * (holder.role.level - 1))
+                    guard base + span > gfn else { continue }
+                    dropLeaf(holder, Int(sptep & 0xfff) / 8)
+                    dropped = true
+                }
             }
             gfn += 1
         }

@@ -1,0 +1,41 @@
+import Foundation
+import Scenarios
+import Testing
+
+/// Every scenario in `Regressions/` (next to this file): its own `expect`
+/// lines hold under `mmu native`, and the differential checker finds every
+/// shadow configuration that can run it identical to the reference, with
+/// clean audits after every command.
+@Suite("Regression scenarios")
+struct RegressionScenarioTests {
+    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Regressions")
+
+    static let names: [String] = ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? [])
+        .filter { $0.hasSuffix(".scenario") }.sorted()
+
+    @Test("The regression folder holds scenarios")
+    func folderIsNotEmpty() {
+        #expect(!Self.names.isEmpty, "no .scenario files in \(Self.directory.path)")
+    }
+
+    @Test("Regression scenario passes the differential checker", arguments: names)
+    func regressionScenarioPasses(name: String) throws {
+        let text = try String(contentsOf: Self.directory.appendingPathComponent(name), encoding: .utf8)
+        let scenario = try ScenarioParser.parse(text, fileName: name)
+
+        var native = scenario
+        native.mmu = .native
+        var failures: [ExpectationFailure] = []
+        try ScenarioRunner(native).run(expectationFailed: { failures.append($0) })
+        #expect(failures.isEmpty, "\(name): expectations fail under mmu native: \(failures.map(\.description))")
+
+        let reports = try DifferentialChecker.check(scenario)
+        #expect(!reports.isEmpty, "\(name): no shadow configuration can run it")
+        for report in reports {
+            #expect(report.passed, """
+                \(name) under \(report.configuration):
+                  \((report.mismatches.prefix(5) + report.auditFailures.prefix(5)).joined(separator: "\n  "))
+                """)
+        }
+    }
+}
