@@ -3,7 +3,13 @@
 // ShadowMMU's benchmarks, a package of their own so that building and testing
 // the main package never pulls in the benchmark harness.
 //
-//   cd Benchmarks && swift package benchmark
+//   cd Benchmarks && swift package --allow-writing-to-package-directory benchmark
+//   cd Benchmarks && swift package --allow-writing-to-package-directory benchmark --target ShadowMMUBenchmarks
+//
+// X86PagingBenchmarks: the reference walker and the architectural TLB.
+// ShadowMMUBenchmarks: guests run through VirtualMachine under shadow paging
+// (faults, TLB hits against the native reference, CR3 switches, page-table
+// write emulation, memory per shadow page).
 //
 // package-benchmark needs its MallocInterposer trait to count allocations
 // (DESIGN.md §3: hot paths allocate nothing; the benchmarks show it).
@@ -30,6 +36,45 @@ let package = Package(
             ],
             path: "Benchmarks/X86PagingBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // glibc's mallinfo2, for the memory-per-shadow-page figures.
+        .target(name: "CHeapUsage", path: "Support/CHeapUsage"),
+        // Guests for the benchmarks and the profiling driver: page tables
+        // written into a VirtualMachine (shadow paging) or a SparseMemory
+        // (the native reference), with the same layout.
+        .target(
+            name: "BenchmarkGuests",
+            dependencies: [
+                "CHeapUsage",
+                .product(name: "ShadowMMU", package: shadowMMUPackage),
+                .product(name: "VirtualMachine", package: shadowMMUPackage),
+                .product(name: "X86Paging", package: shadowMMUPackage),
+            ],
+            path: "Support/BenchmarkGuests"
+        ),
+        .executableTarget(
+            name: "ShadowMMUBenchmarks",
+            dependencies: [
+                "BenchmarkGuests",
+                .product(name: "ShadowMMU", package: shadowMMUPackage),
+                .product(name: "VirtualMachine", package: shadowMMUPackage),
+                .product(name: "X86Paging", package: shadowMMUPackage),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "Benchmarks/ShadowMMUBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
+        // Not a benchmark: a plain release executable that runs one hot path
+        // in a loop, for `valgrind --tool=callgrind` and `perf record`
+        // (package-benchmark's harness would dominate a profile).
+        .executableTarget(
+            name: "HotPathProfile",
+            dependencies: [
+                "BenchmarkGuests",
+                .product(name: "VirtualMachine", package: shadowMMUPackage),
+                .product(name: "X86Paging", package: shadowMMUPackage),
+            ],
+            path: "Profiling/HotPathProfile"
         ),
     ]
 )

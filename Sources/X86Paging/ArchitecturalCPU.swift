@@ -12,14 +12,40 @@ public enum AccessTranslation: Hashable, Sendable {
 /// and the reference walker over the guest's own tables. This is what
 /// `mmu native` runs, and the reference every other configuration matches.
 public final class ArchitecturalCPU {
-    public internal(set) var registers: ControlRegisters
     public let tlb: TLB
+    /// The mutable state, behind a `let` pointer like `TLB.State`: a class's
+    /// stored `var` costs a dynamic exclusivity check on every access, as
+    /// much as the rest of a TLB hit.
+    @usableFromInline let state: UnsafeMutablePointer<State>
+
+    @usableFromInline
+    struct State {
+        @usableFromInline var registers: ControlRegisters
+        @usableFromInline var walks = 0
+
+        init(registers: ControlRegisters) { self.registers = registers }
+    }
+
+    public internal(set) var registers: ControlRegisters {
+        @inlinable get { state.pointee.registers }
+        set { state.pointee.registers = newValue }
+    }
+
     /// Walks performed (TLB misses and re-walks).
-    public var walks = 0
+    public var walks: Int {
+        @inlinable get { state.pointee.walks }
+        set { state.pointee.walks = newValue }
+    }
 
     public init(model: CPUModel = CPUModel(), tlbCapacity: Int = 4096) {
-        registers = ControlRegisters(model: model)
         tlb = TLB(capacity: tlbCapacity)
+        state = .allocate(capacity: 1)
+        state.initialize(to: State(registers: ControlRegisters(model: model)))
+    }
+
+    deinit {
+        state.deinitialize(count: 1)
+        state.deallocate()
     }
 
     /// Translates `address` for `access`: a TLB hit is judged against the
@@ -27,15 +53,12 @@ public final class ArchitecturalCPU {
     /// write through an entry cached with D=0 walks the tables again.
     @inlinable
     public func translate<Memory: PhysicalMemory>(_ address: UInt64, _ access: MemoryAccess, memory: Memory) -> AccessTranslation {
-        // One read of the registers: each access to a class's stored property
-        // is a separate exclusivity check.
-        let registers = self.registers
+        let registers = state.pointee.registers
         let mode = registers.mode
         guard mode.isCanonical(address) else { return .generalProtection }
         let linear = registers.linearAddress(address)
         if mode == .none { return .physical(linear) }
-        let pcid = registers.pcid
-        if let entry = tlb.lookup(linear, pcid: pcid) {
+        if let entry = tlb.lookup(linear, pcid: registers.pcid) {
             let violations = registers.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
             if violations.isEmpty, access.kind != .write || entry.dirty {
                 tlb.countHit()
@@ -47,9 +70,12 @@ public final class ArchitecturalCPU {
         return walkAndFill(linear, access, memory: memory)
     }
 
-    @usableFromInline
+    /// The miss path of `translate`, kept out of line so that the hit path
+    /// stays small where it is inlined.
+    @inlinable @inline(never)
     func walkAndFill<Memory: PhysicalMemory>(_ linear: UInt64, _ access: MemoryAccess, memory: Memory) -> AccessTranslation {
-        walks += 1
+        state.pointee.walks += 1
+        let registers = state.pointee.registers
         switch Walker.walk(linear, access, registers: registers, memory: memory) {
         case .translated(let translation):
             tlb.insert(translation, pcid: registers.pcid)
@@ -64,7 +90,7 @@ public final class ArchitecturalCPU {
     /// A MOV to a control register, WRMSR to EFER or WRPKRU, with its TLB effects.
     @discardableResult
     public func write<Memory: PhysicalMemory>(_ register: ControlRegister, _ value: UInt64, memory: Memory) -> RegisterWriteResult {
-        let result = registers.write(register, value, memory: memory)
+        let result = state.pointee.registers.write(register, value, memory: memory)
         if case .accepted(let effects) = result {
             if effects.contains(.flushAll) {
                 tlb.flushAll()

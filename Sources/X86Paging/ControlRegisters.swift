@@ -37,11 +37,14 @@ public struct ControlRegisters: Hashable, Sendable {
 
     @inlinable public var maxPhysicalAddressBits: Int { model.maxPhysicalAddressBits }
     /// EFER.NXE in a mode where it has meaning (PAE, 4-level, 5-level).
-    @inlinable public var executeDisableEnabled: Bool { cr4.contains(.pae) && efer.contains(.nxe) }
+    @inlinable public var executeDisableEnabled: Bool { cr4.rawValue & ControlBit.cr4PAE != 0 && efer.rawValue & ControlBit.eferNXE != 0 }
     /// The PCID tagging TLB entries: CR3[11:0] with CR4.PCIDE, else 0.
-    @inlinable public var pcid: Int { cr4.contains(.pcide) ? Int(cr3 & 0xfff) : 0 }
+    @inlinable @inline(__always) public var pcid: Int { cr4.rawValue & ControlBit.cr4PCIDE != 0 ? Int(cr3 & 0xfff) : 0 }
+    /// 4- or 5-level paging: 64-bit linear addresses (`PagingMode.isLongMode`,
+    /// which other modules cannot inline).
+    @inlinable @inline(__always) var isLongMode: Bool { mode == .level4 || mode == .level5 }
     /// Physical address of the top-level paging structure.
-    @inlinable public var rootTableAddress: UInt64 {
+    @inlinable @inline(__always) public var rootTableAddress: UInt64 {
         switch mode {
         case .none: 0
         case .bits32: cr3 & 0xffff_f000
@@ -51,10 +54,28 @@ public struct ControlRegisters: Hashable, Sendable {
     }
 
     /// The linear address the walk uses: truncated to 32 bits outside long mode.
-    @inlinable
+    @inlinable @inline(__always)
     public func linearAddress(_ address: UInt64) -> UInt64 {
-        mode.isLongMode ? address : address & 0xffff_ffff
+        isLongMode ? address : address & 0xffff_ffff
     }
+}
+
+/// The CR0, CR4 and EFER bits that inlinable hot paths test, as literals
+/// with the values of the flags of `CR0`, `CR4` and `EFER`. Those flags are
+/// `static let`s, which code inlined into another module reads through a
+/// call to a lazy initializer, once per use: more than the rest of a TLB hit.
+@usableFromInline
+enum ControlBit {
+    @inlinable static var cr0WriteProtect: UInt64 { 1 << 16 }
+    @inlinable static var cr4PSE: UInt64 { 1 << 4 }
+    @inlinable static var cr4PAE: UInt64 { 1 << 5 }
+    @inlinable static var cr4PGE: UInt64 { 1 << 7 }
+    @inlinable static var cr4PCIDE: UInt64 { 1 << 17 }
+    @inlinable static var cr4SMEP: UInt64 { 1 << 20 }
+    @inlinable static var cr4SMAP: UInt64 { 1 << 21 }
+    @inlinable static var cr4PKE: UInt64 { 1 << 22 }
+    @inlinable static var eferLMA: UInt64 { 1 << 10 }
+    @inlinable static var eferNXE: UInt64 { 1 << 11 }
 }
 
 extension ControlRegisters {

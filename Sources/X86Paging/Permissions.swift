@@ -6,6 +6,7 @@ public struct EffectiveRights: Hashable, Sendable, CustomStringConvertible {
     public var writable: Bool
     public var executeDisable: Bool
 
+    @inlinable
     public init(user: Bool, writable: Bool, executeDisable: Bool) {
         self.user = user
         self.writable = writable
@@ -13,7 +14,7 @@ public struct EffectiveRights: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// What a translation without paging grants: everything.
-    public static let unrestricted = EffectiveRights(user: true, writable: true, executeDisable: false)
+    @inlinable public static var unrestricted: EffectiveRights { EffectiveRights(user: true, writable: true, executeDisable: false) }
 
     public var description: String {
         "\(user ? "user" : "supervisor") \(writable ? "read/write" : "read-only")\(executeDisable ? " no-execute" : "")"
@@ -23,23 +24,27 @@ public struct EffectiveRights: Hashable, Sendable, CustomStringConvertible {
 /// Which of the architecture's permission rules (SDM Vol. 3A §4.6) an access
 /// breaks. Any violation is a page fault with P=1; `protectionKey` also sets
 /// the PK bit of the error code, whether or not another rule is broken too.
+///
+/// The flags are computed properties rather than `static let`s: a client
+/// module reads another module's `static let` through a call to its lazy
+/// initializer, once per use, which a TLB hit cannot afford.
 public struct PermissionViolations: OptionSet, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
     /// A user-mode access to a page that is supervisor-only at some level.
-    public static let userAccessToSupervisorPage = PermissionViolations(rawValue: 1 << 0)
+    @inlinable public static var userAccessToSupervisorPage: PermissionViolations { PermissionViolations(rawValue: 1 << 0) }
     /// A write to a page read-only at some level, by user mode or with CR0.WP=1.
-    public static let writeToReadOnlyPage = PermissionViolations(rawValue: 1 << 1)
+    @inlinable public static var writeToReadOnlyPage: PermissionViolations { PermissionViolations(rawValue: 1 << 1) }
     /// A fetch from a page with XD set at some level (EFER.NXE=1).
-    public static let fetchFromNoExecutePage = PermissionViolations(rawValue: 1 << 2)
+    @inlinable public static var fetchFromNoExecutePage: PermissionViolations { PermissionViolations(rawValue: 1 << 2) }
     /// CR4.SMEP: a supervisor fetch from a user page.
-    public static let supervisorExecutionPrevention = PermissionViolations(rawValue: 1 << 3)
+    @inlinable public static var supervisorExecutionPrevention: PermissionViolations { PermissionViolations(rawValue: 1 << 3) }
     /// CR4.SMAP: a supervisor data access to a user page, implicit or with EFLAGS.AC=0.
-    public static let supervisorAccessPrevention = PermissionViolations(rawValue: 1 << 4)
+    @inlinable public static var supervisorAccessPrevention: PermissionViolations { PermissionViolations(rawValue: 1 << 4) }
     /// CR4.PKE: PKRU's access-disable, or write-disable for a write that
     /// honours it, for the leaf's key on a user page.
-    public static let protectionKey = PermissionViolations(rawValue: 1 << 5)
+    @inlinable public static var protectionKey: PermissionViolations { PermissionViolations(rawValue: 1 << 5) }
 
     public var description: String {
         let names: [(PermissionViolations, String)] = [
@@ -58,29 +63,32 @@ public struct PermissionViolations: OptionSet, Hashable, Sendable, CustomStringC
 extension ControlRegisters {
     /// The rules `access` breaks on a page with `rights` and protection key
     /// `protectionKey`, under the current CR0, CR4, EFER, PKRU and EFLAGS.AC.
-    @inlinable
+    ///
+    /// Every TLB hit runs this, so it tests raw register bits (`ControlBit`)
+    /// and is always inlined.
+    @inlinable @inline(__always)
     public func permissionViolations(_ rights: EffectiveRights, protectionKey: Int, _ access: MemoryAccess) -> PermissionViolations {
         var violations: PermissionViolations = []
         let userMode = access.mode == .user
-        let writeHonoursReadOnly = userMode || cr0.wp
+        let writeHonoursReadOnly = userMode || cr0.rawValue & ControlBit.cr0WriteProtect != 0
         if userMode, !rights.user { violations.insert(.userAccessToSupervisorPage) }
         switch access.kind {
         case .write:
             if !rights.writable, writeHonoursReadOnly { violations.insert(.writeToReadOnlyPage) }
         case .fetch:
             if rights.executeDisable { violations.insert(.fetchFromNoExecutePage) }
-            if !userMode, rights.user, cr4.contains(.smep) { violations.insert(.supervisorExecutionPrevention) }
+            if !userMode, rights.user, cr4.rawValue & ControlBit.cr4SMEP != 0 { violations.insert(.supervisorExecutionPrevention) }
             return violations
         case .read:
             break
         }
-        if !userMode, rights.user, cr4.contains(.smap), access.mode == .supervisorImplicit || !alignmentCheck {
+        if !userMode, rights.user, cr4.rawValue & ControlBit.cr4SMAP != 0, access.mode == .supervisorImplicit || !alignmentCheck {
             violations.insert(.supervisorAccessPrevention)
         }
-        if rights.user, cr4.contains(.pke), efer.contains(.lma) {
-            if pkru.accessDisabled(key: protectionKey)
-                || (pkru.writeDisabled(key: protectionKey) && access.kind == .write && writeHonoursReadOnly)
-            {
+        if rights.user, cr4.rawValue & ControlBit.cr4PKE != 0, efer.rawValue & ControlBit.eferLMA != 0 {
+            // PKRU: bit 2k is access-disable, bit 2k+1 write-disable for key k.
+            let keyRights = pkru.rawValue >> UInt32(2 * protectionKey)
+            if keyRights & 1 != 0 || (keyRights & 2 != 0 && access.kind == .write && writeHonoursReadOnly) {
                 violations.insert(.protectionKey)
             }
         }
@@ -93,20 +101,31 @@ extension ControlRegisters {
     public func errorCodeBase(for access: MemoryAccess) -> PageFaultErrorCode {
         var code: UInt64 = 0
         switch access.kind {
-        case .write: code |= PageFaultErrorCode.write.rawValue
+        case .write: code |= ErrorCodeBit.write
         case .fetch:
-            if cr4.contains(.smep) || executeDisableEnabled { code |= PageFaultErrorCode.instructionFetch.rawValue }
+            if cr4.rawValue & ControlBit.cr4SMEP != 0 || executeDisableEnabled { code |= ErrorCodeBit.instructionFetch }
         case .read: break
         }
-        if access.mode == .user { code |= PageFaultErrorCode.user.rawValue }
+        if access.mode == .user { code |= ErrorCodeBit.user }
         return PageFaultErrorCode(rawValue: code)
     }
 
     /// The error code of a permission fault with these violations.
     @inlinable
     public func permissionFaultCode(_ violations: PermissionViolations, _ access: MemoryAccess) -> PageFaultErrorCode {
-        var code = errorCodeBase(for: access).rawValue | PageFaultErrorCode.present.rawValue
-        if violations.contains(.protectionKey) { code |= PageFaultErrorCode.protectionKey.rawValue }
+        var code = errorCodeBase(for: access).rawValue | ErrorCodeBit.present
+        if violations.contains(.protectionKey) { code |= ErrorCodeBit.protectionKey }
         return PageFaultErrorCode(rawValue: code)
     }
+}
+
+/// The bits of `PageFaultErrorCode`, as literals for inlinable code (see
+/// `ControlBit` for why).
+@usableFromInline
+enum ErrorCodeBit {
+    @inlinable static var present: UInt64 { 1 << 0 }
+    @inlinable static var write: UInt64 { 1 << 1 }
+    @inlinable static var user: UInt64 { 1 << 2 }
+    @inlinable static var instructionFetch: UInt64 { 1 << 4 }
+    @inlinable static var protectionKey: UInt64 { 1 << 5 }
 }

@@ -64,7 +64,7 @@ public final class SparseMemory: PhysicalMemory {
         width >= 8 ? ~0 : (1 << UInt64(width * 8)) - 1
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func load(_ address: UInt64, width: Int) -> UInt64 {
         guard address < size else { return Self.widthMask(width) }
         guard let page = page(address) else { return 0 }

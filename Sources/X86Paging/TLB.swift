@@ -15,11 +15,12 @@ public struct TLBEntry: Hashable, Sendable {
     /// The PCID's generation when filled.
     @usableFromInline var pcidGeneration: UInt32
 
-    @usableFromInline static let userFlag: UInt8 = 1
-    @usableFromInline static let writableFlag: UInt8 = 2
-    @usableFromInline static let executeDisableFlag: UInt8 = 4
-    @usableFromInline static let globalFlag: UInt8 = 8
-    @usableFromInline static let dirtyFlag: UInt8 = 16
+    // Computed, not `static let`: see `ControlBit`.
+    @inlinable static var userFlag: UInt8 { 1 }
+    @inlinable static var writableFlag: UInt8 { 2 }
+    @inlinable static var executeDisableFlag: UInt8 { 4 }
+    @inlinable static var globalFlag: UInt8 { 8 }
+    @inlinable static var dirtyFlag: UInt8 { 16 }
 
     static let empty = TLBEntry(virtualPage: 0, pageBase: 0, pageShift: 12, protectionKey: 0, flags: 0, pcid: 0, flushGeneration: 0, pcidGeneration: 0)
 
@@ -92,7 +93,7 @@ public final class TLB {
     func slot(_ virtualPage: UInt64) -> Int { Int(truncatingIfNeeded: virtualPage) & (capacity - 1) }
 
     /// The live entry for the 4 KiB page containing `linear`, usable by `pcid`.
-    @inlinable
+    @inlinable @inline(__always)
     public func lookup(_ linear: UInt64, pcid: Int) -> TLBEntry? {
         let page = linear >> 12
         let entry = slots[slot(page)]

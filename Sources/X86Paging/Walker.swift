@@ -44,16 +44,7 @@ public enum Walker {
     /// maps a page.
     @inlinable
     public static func reservedBits(mode: PagingMode, level: Int, large: Bool, model: CPUModel, executeDisableEnabled: Bool) -> UInt64 {
-        let m = model.maxPhysicalAddressBits
-        var reserved = mode == .pae ? bitRange(62, m) : bitRange(51, m)
-        if !executeDisableEnabled { reserved |= bit(63) }
-        if level >= 4 {
-            reserved |= bit(7)
-            if model.vendor == .amd { reserved |= bit(8) }
-        } else if large {
-            reserved |= level == 3 ? bitRange(29, 13) : bitRange(20, 13)
-        }
-        return reserved
+        ReservedBits64(mode: mode, model: model, executeDisableEnabled: executeDisableEnabled).mask(level: level, large: large)
     }
 
     /// Reserved bits of a present 4 MiB PDE in 32-bit paging (PSE-36: bits
@@ -74,6 +65,7 @@ public enum Walker {
         let model = registers.model
         let nxe = registers.executeDisableEnabled
         let addressMask = bitRange(model.maxPhysicalAddressBits - 1, 12)
+        let reservedBits = ReservedBits64(mode: mode, model: model, executeDisableEnabled: nxe)
         var path = EntryPath()
         var level: Int
         var table: UInt64
@@ -111,15 +103,16 @@ public enum Walker {
             level = 2
         } else {
             table = registers.rootTableAddress
-            level = mode.levels
+            level = mode.rawValue  // `levels`, which other modules cannot inline
         }
 
-        var user = true
-        var writable = true
-        var executeDisable = false
+        // PS maps a page in a PDE, and in a PDPTE outside PAE paging.
+        let largePageLevel = mode == .pae ? 2 : 3
         while true {
-            let shift = 12 + 9 * (level - 1)
-            let entryAddress = table + (linear >> UInt64(shift) & 511) * 8
+            // Levels are 1...5, so shifts stay below 64 and tables below 2^52:
+            // wrapping arithmetic spares overflow and over-shift checks.
+            let shift = 12 &+ 9 &* (level &- 1)
+            let entryAddress = table &+ (linear &>> UInt64(shift) & 511) &* 8
             guard memory.contains(entryAddress, width: 8) else {
                 tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: ~0, entrySize: 8, decision: .outsideMemory))
                 return .pageFault(registers.errorCodeBase(for: access))
@@ -129,23 +122,23 @@ public enum Walker {
                 tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .notPresent))
                 return .pageFault(registers.errorCodeBase(for: access))
             }
-            let large = entry & PTE64.pageSize.rawValue != 0 && (level == 2 || (level == 3 && mode != .pae))
-            let reserved = entry & reservedBits(mode: mode, level: level, large: large, model: model, executeDisableEnabled: nxe)
+            let large = entry & EntryBit.pageSize != 0 && level >= 2 && level <= largePageLevel
+            let reserved = entry & reservedBits.mask(level: level, large: large)
             if reserved != 0 {
                 tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .reservedBits(reserved)))
                 return .pageFault(PageFaultErrorCode(rawValue: registers.errorCodeBase(for: access).rawValue | 0x9))
             }
-            user = user && entry & PTE64.user.rawValue != 0
-            writable = writable && entry & PTE64.writable.rawValue != 0
-            executeDisable = executeDisable || (nxe && entry & PTE64.executeDisable.rawValue != 0)
             path.append(entryAddress, entry)
 
             if level == 1 || large {
-                let offsetMask: UInt64 = (1 << UInt64(shift)) - 1
+                let offsetMask: UInt64 = (1 &<< UInt64(shift)) &- 1
                 let base = entry & addressMask & ~offsetMask
                 tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .page(base: base, shift: shift)))
-                let rights = EffectiveRights(user: user, writable: writable, executeDisable: executeDisable)
-                let key = mode.isLongMode ? Int(entry >> 59 & 0xf) : 0
+                // U/S and R/W are ANDed over the entries, XD ORed.
+                let rights = EffectiveRights(
+                    user: path.allEntries & EntryBit.user != 0, writable: path.allEntries & EntryBit.writable != 0,
+                    executeDisable: nxe && path.anyEntry & EntryBit.executeDisable != 0)
+                let key = registers.isLongMode ? Int(entry >> 59 & 0xf) : 0
                 return finish(
                     linear: linear, physical: base | linear & offsetMask, shift: shift, leafLevel: level, rights: rights, key: key,
                     path: path, entrySize: 8, access: access, registers: registers, memory: memory,
@@ -153,7 +146,7 @@ public enum Walker {
             }
             table = entry & addressMask
             tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .nextTable(table)))
-            level -= 1
+            level &-= 1
         }
     }
 
@@ -176,7 +169,7 @@ public enum Walker {
             return .pageFault(registers.errorCodeBase(for: access))
         }
         path.append(pdeAddress, pde)
-        if registers.cr4.contains(.pse), pde & UInt64(PTE32.pageSize.rawValue) != 0 {
+        if registers.cr4.rawValue & ControlBit.cr4PSE != 0, pde & EntryBit.pageSize != 0 {
             let reserved = pde & reservedBits32BitLargePage(model: registers.model)
             if reserved != 0 {
                 tracer.record(WalkStep(level: 2, source: .memory(pdeAddress), entry: pde, entrySize: 4, decision: .reservedBits(reserved)))
@@ -226,12 +219,15 @@ public enum Walker {
             return .pageFault(registers.permissionFaultCode(violations, access))
         }
         let leaf = path.value(path.count - 1)
-        var dirty = leaf & PTE64.dirty.rawValue != 0
-        if setAccessedDirty {
+        var dirty = leaf & EntryBit.dirty != 0
+        // Usually every entry already has A (and the leaf D, for a write):
+        // then there is nothing to write and the loop is skipped.
+        let upToDate = path.allEntries & EntryBit.accessed != 0 && (access.kind != .write || dirty)
+        if setAccessedDirty, !upToDate {
             for index in 0..<path.count {
                 let old = path.value(index)
-                var new = old | PTE64.accessed.rawValue
-                if index == path.count - 1, access.kind == .write { new |= PTE64.dirty.rawValue }
+                var new = old | EntryBit.accessed
+                if index == path.count - 1, access.kind == .write { new |= EntryBit.dirty }
                 if new != old {
                     memory.store(path.address(index), width: entrySize, new)
                     tracer.record(AccessedDirtyUpdate(address: path.address(index), entrySize: entrySize, old: old, new: new))
@@ -239,11 +235,56 @@ public enum Walker {
             }
             if access.kind == .write { dirty = true }
         }
-        let global = registers.cr4.contains(.pge) && leaf & PTE64.global.rawValue != 0
+        let global = registers.cr4.rawValue & ControlBit.cr4PGE != 0 && leaf & EntryBit.global != 0
         return .translated(Translation(
             linearAddress: linear, physicalAddress: physical, pageShift: shift, rights: rights, protectionKey: key,
             global: global, dirty: dirty, leafLevel: leafLevel))
     }
+}
+
+/// The reserved bits of present 64-bit entries for one mode, CPU model and
+/// EFER.NXE (SDM Vol. 3A §4.4.2, §4.5), computed once per walk rather than
+/// once per level.
+@usableFromInline
+struct ReservedBits64 {
+    /// Every level: physical-address bits above MAXPHYADDR (bits 63:M with
+    /// PAE, 51:M otherwise), and XD without EFER.NXE.
+    @usableFromInline let common: UInt64
+    /// PML4Es and PML5Es also reserve PS, and on AMD bit 8.
+    @usableFromInline let topLevels: UInt64
+
+    @inlinable @inline(__always)
+    init(mode: PagingMode, model: CPUModel, executeDisableEnabled: Bool) {
+        let m = model.maxPhysicalAddressBits
+        var common = mode == .pae ? bitRange(62, m) : bitRange(51, m)
+        if !executeDisableEnabled { common |= 1 << 63 }
+        self.common = common
+        topLevels = common | 1 << 7 | (model.vendor == .amd ? 1 << 8 : 0)
+    }
+
+    /// For the entry at `level`; `large` is PS=1 where PS maps a page, whose
+    /// address bits below the page size are reserved.
+    @inlinable @inline(__always)
+    func mask(level: Int, large: Bool) -> UInt64 {
+        if level >= 4 { return topLevels }
+        if large { return common | (level == 3 ? bitRange(29, 13) : bitRange(20, 13)) }
+        return common
+    }
+}
+
+/// Flags of paging-structure entries, as literals for the inlinable walkers:
+/// the values of `PTE64`'s flags (bits 0–8 are the same in `PTE32`), which
+/// are `static let`s and cost a call per use in another module (see
+/// `ControlBit`).
+@usableFromInline
+enum EntryBit {
+    @inlinable static var writable: UInt64 { 1 << 1 }
+    @inlinable static var user: UInt64 { 1 << 2 }
+    @inlinable static var accessed: UInt64 { 1 << 5 }
+    @inlinable static var dirty: UInt64 { 1 << 6 }
+    @inlinable static var pageSize: UInt64 { 1 << 7 }
+    @inlinable static var global: UInt64 { 1 << 8 }
+    @inlinable static var executeDisable: UInt64 { 1 << 63 }
 }
 
 /// The entries a walk used, top-down, without allocating (at most five).
@@ -252,40 +293,36 @@ struct EntryPath {
     @usableFromInline var addresses: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
     @usableFromInline var values: (UInt64, UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0, 0)
     @usableFromInline var count = 0
+    /// The AND of every entry's value: a bit set in all of them (A, U/S, R/W).
+    @usableFromInline var allEntries: UInt64 = ~0
+    /// The OR of every entry's value: a bit set in any of them (XD).
+    @usableFromInline var anyEntry: UInt64 = 0
 
     @inlinable init() {}
 
+    // The tuples are indexed through their bytes: one store or load, where
+    // a `switch` over the index costs a jump table on every level of a walk.
+
     @inlinable
     mutating func append(_ address: UInt64, _ value: UInt64) {
-        switch count {
-        case 0: addresses.0 = address; values.0 = value
-        case 1: addresses.1 = address; values.1 = value
-        case 2: addresses.2 = address; values.2 = value
-        case 3: addresses.3 = address; values.3 = value
-        default: addresses.4 = address; values.4 = value
-        }
-        count += 1
+        precondition(count < 5, "a walk uses at most five entries")
+        let offset = count &* 8
+        withUnsafeMutableBytes(of: &addresses) { $0.storeBytes(of: address, toByteOffset: offset, as: UInt64.self) }
+        withUnsafeMutableBytes(of: &values) { $0.storeBytes(of: value, toByteOffset: offset, as: UInt64.self) }
+        allEntries &= value
+        anyEntry |= value
+        count &+= 1
     }
 
     @inlinable
     func address(_ index: Int) -> UInt64 {
-        switch index {
-        case 0: addresses.0
-        case 1: addresses.1
-        case 2: addresses.2
-        case 3: addresses.3
-        default: addresses.4
-        }
+        precondition(index >= 0 && index < count, "no such entry")
+        return withUnsafeBytes(of: addresses) { $0.load(fromByteOffset: index &* 8, as: UInt64.self) }
     }
 
     @inlinable
     func value(_ index: Int) -> UInt64 {
-        switch index {
-        case 0: values.0
-        case 1: values.1
-        case 2: values.2
-        case 3: values.3
-        default: values.4
-        }
+        precondition(index >= 0 && index < count, "no such entry")
+        return withUnsafeBytes(of: values) { $0.load(fromByteOffset: index &* 8, as: UInt64.self) }
     }
 }

@@ -1,0 +1,95 @@
+import X86Paging
+
+/// Writes a guest's own page tables (4-level or PAE) into guest physical
+/// memory, the way a guest kernel's loader would: table frames come from a
+/// bump allocator in `[tableBase, tableLimit)`, every table entry grants
+/// user read/write (A and D left clear, so the first walk sets them).
+///
+/// The memory is reached through `poke`/`peek` so that the same layout can be
+/// written into a `VirtualMachine` (shadow paging) and into the `SparseMemory`
+/// of an `ArchitecturalCPU` (the native reference).
+public struct GuestTableBuilder {
+    public let mode: PagingMode
+    /// CR3: the PML4 (4-level) or the PDPT (PAE).
+    public let root: UInt64
+    private var nextTable: UInt64
+    private let tableLimit: UInt64
+    private let poke: (UInt64, UInt64) -> Void
+    private let peek: (UInt64) -> UInt64
+    /// The page table that mapped the previous `map` call's 2 MiB region,
+    /// so that filling a table does not walk from the root for every entry.
+    private var lastRegion: (linear: UInt64, pageTable: UInt64)?
+
+    static let tableEntryFlags: UInt64 = 0x7  // P RW US
+    static let paePDPTEFlags: UInt64 = 0x1  // P only: RW/US are reserved in a PDPTE
+
+    public init(mode: PagingMode, tableBase: UInt64, tableLimit: UInt64, poke: @escaping (UInt64, UInt64) -> Void, peek: @escaping (UInt64) -> UInt64) {
+        precondition(mode == .level4 || mode == .pae, "benchmark guests are 4-level or PAE")
+        self.mode = mode
+        self.tableLimit = tableLimit
+        self.poke = poke
+        self.peek = peek
+        nextTable = tableBase
+        root = tableBase
+        nextTable += 4096
+    }
+
+    private mutating func allocateTable() -> UInt64 {
+        precondition(nextTable < tableLimit, "guest table region exhausted")
+        defer { nextTable += 4096 }
+        return nextTable
+    }
+
+    /// The table the entry at `entryAddress` points to, made present if needed.
+    private mutating func table(at entryAddress: UInt64, flags: UInt64) -> UInt64 {
+        let entry = peek(entryAddress)
+        if entry & 1 != 0 { return entry & 0x000f_ffff_ffff_f000 }
+        let table = allocateTable()
+        poke(entryAddress, table | flags)
+        return table
+    }
+
+    /// Maps the 4 KiB page at `linear` to `gpa` with leaf `flags`.
+    public mutating func map(_ linear: UInt64, to gpa: UInt64, flags: UInt64 = 0x7) {
+        let region = linear >> 21
+        let pageTable: UInt64
+        if let last = lastRegion, last.linear == region {
+            pageTable = last.pageTable
+        } else {
+            var directory: UInt64
+            if mode == .pae {
+                directory = table(at: root + (linear >> 30 & 3) * 8, flags: Self.paePDPTEFlags)
+            } else {
+                let pdpt = table(at: root + (linear >> 39 & 511) * 8, flags: Self.tableEntryFlags)
+                directory = table(at: pdpt + (linear >> 30 & 511) * 8, flags: Self.tableEntryFlags)
+            }
+            pageTable = table(at: directory + (linear >> 21 & 511) * 8, flags: Self.tableEntryFlags)
+            lastRegion = (region, pageTable)
+        }
+        poke(pageTable + (linear >> 12 & 511) * 8, gpa | flags)
+    }
+
+    /// The guest physical address of the page-directory entry for `linear`
+    /// (which must be mapped).
+    public func pageDirectoryEntry(_ linear: UInt64) -> UInt64 {
+        let directory: UInt64
+        if mode == .pae {
+            directory = peek(root + (linear >> 30 & 3) * 8) & 0x000f_ffff_ffff_f000
+        } else {
+            let pdpt = peek(root + (linear >> 39 & 511) * 8) & 0x000f_ffff_ffff_f000
+            directory = peek(pdpt + (linear >> 30 & 511) * 8) & 0x000f_ffff_ffff_f000
+        }
+        return directory + (linear >> 21 & 511) * 8
+    }
+
+    /// The register writes that turn paging on with these tables, in an
+    /// order the architecture accepts (PAE before LME, CR3 before PG; for a
+    /// PAE guest the PDPTE registers latch when CR0.PG is set, so every
+    /// PDPTE must be written first).
+    public var pagingOn: [(ControlRegister, UInt64)] {
+        switch mode {
+        case .pae: [(.cr4, 0x20), (.cr3, root), (.cr0, 0x8001_0001)]
+        default: [(.cr4, 0x20), (.cr3, root), (.efer, 0x100), (.cr0, 0x8001_0001)]
+        }
+    }
+}
