@@ -60,13 +60,18 @@ public final class HostMemory: PhysicalMemory {
         tableFramesInUse -= 1
     }
 
+    @inlinable
     public func load(_ address: UInt64, width: Int) -> UInt64 {
         let value = storage.load(address, width: width)
         // Cheap filter first: only a poison-looking value can come from a freed frame.
-        if value == Self.poison & SparseMemoryWidth.mask(width), freedFrames.contains(address >> 12) {
-            poisonedReads += 1
-        }
+        let mask: UInt64 = width >= 8 ? ~0 : (1 << UInt64(width * 8)) - 1
+        if value == Self.poison & mask { notePossiblePoisonedRead(address) }
         return value
+    }
+
+    @usableFromInline
+    func notePossiblePoisonedRead(_ address: UInt64) {
+        if freedFrames.contains(address >> 12) { poisonedReads += 1 }
     }
 
     public func store(_ address: UInt64, width: Int, _ value: UInt64) {

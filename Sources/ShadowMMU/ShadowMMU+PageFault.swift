@@ -87,7 +87,8 @@ extension ShadowMMU {
         }
         makeMMUPagesAvailable()
         let result = fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: protectionKey, write: write)
-        if result == .fixed || result == .spurious, hardwareRefuses(context, address, access) {
+        // Only a guest with CR0.WP=0 sees rules the hardware (always WP=1) does not share.
+        if result == .fixed || result == .spurious, !registers.cr0.wp, hardwareRefuses(context, address, access) {
             // The sptes grant what the guest's tables grant, yet the hardware
             // would refuse: its forced state differs from the guest's (CR0.WP is
             // always 1 in hardware, so a protection key's write-disable binds a

@@ -44,8 +44,10 @@ public final class ShadowMMU {
     public let mode: MMUMode
     /// The format of every table this MMU builds.
     public let spteFormat: SPTEFormat
-    public internal(set) var contexts: [Context]
-    public internal(set) var statistics = MMUStatistics()
+    // The MMU is driven by one thread at a time; its hot state skips Swift's
+    // dynamic exclusivity checks, which cost about a third of a fault.
+    @exclusivity(unchecked) public internal(set) var contexts: [Context]
+    @exclusivity(unchecked) public internal(set) var statistics = MMUStatistics()
     /// Called whenever translations cached by any vCPU's hardware may be stale
     /// (KVM's `kvm_flush_remote_tlbs`): the machine flushes every hardware TLB
     /// and makes every vCPU reload its root state (PDPTE registers) before it
@@ -53,27 +55,27 @@ public final class ShadowMMU {
     public var remoteFlush: () -> Void = {}
 
     /// The page hash: (gfn, role) → page, valid pages only.
-    var hash: [PageKey: ShadowPage] = [:]
+    @exclusivity(unchecked) var hash: [PageKey: ShadowPage] = [:]
     /// Hashed pages by gfn (KVM walks the hash bucket of the gfn).
-    var pagesByGFN: [UInt64: [ShadowPage]] = [:]
+    @exclusivity(unchecked) var pagesByGFN: [UInt64: [ShadowPage]] = [:]
     /// Every live page, hashed, invalid or local, by the host frame of its table
     /// (KVM finds a page from its table through the page's private field).
-    var pageByFrame: [UInt64: ShadowPage] = [:]
+    @exclusivity(unchecked) var pageByFrame: [UInt64: ShadowPage] = [:]
     /// Reverse map: gfn → host addresses of the leaf sptes mapping it.
-    var rmap: [UInt64: [UInt64]] = [:]
+    @exclusivity(unchecked) var rmap: [UInt64: [UInt64]] = [:]
     /// gfn → number of upper-level (level > 1) shadow pages of it: such a
     /// frame is write-tracked and can never be mapped writable.
-    var writeTrack: [UInt64: Int] = [:]
+    @exclusivity(unchecked) var writeTrack: [UInt64: Int] = [:]
     /// Pages with guest ptes (`indirect_shadow_pages`).
     var indirectShadowPages = 0
     /// The MMU generation; pages of an older one are obsolete (fast zap).
-    public internal(set) var generation: UInt64 = 0
+    @exclusivity(unchecked) public internal(set) var generation: UInt64 = 0
     /// Memslot generation, stamped into MMIO sptes.
     public internal(set) var memslotGeneration: UInt64 = 0
     /// Cap on hashed shadow pages (`n_max_mmu_pages`).
     public internal(set) var maxPages = Int.max
     /// Hashed pages in use (`n_used_mmu_pages`).
-    public internal(set) var usedPages = 0
+    @exclusivity(unchecked) public internal(set) var usedPages = 0
     var nextSerial = 0
 
     public init(
@@ -91,14 +93,14 @@ public final class ShadowMMU {
     public final class Context {
         public let vcpu: Int
         /// The guest's paging state as of its last register write.
-        public internal(set) var registers: ControlRegisters
-        public internal(set) var cpuRole: CPURole
-        public internal(set) var rootRole: PageRole
-        public internal(set) var root: ShadowPage?
+        @exclusivity(unchecked) public internal(set) var registers: ControlRegisters
+        @exclusivity(unchecked) public internal(set) var cpuRole: CPURole
+        @exclusivity(unchecked) public internal(set) var rootRole: PageRole
+        @exclusivity(unchecked) public internal(set) var root: ShadowPage?
         /// The guest CR3 the current root was built for.
         var rootPGD: UInt64 = 0
         /// Cached roots for fast CR3 switches (`prev_roots`): 64-bit roots only.
-        var previousRoots: [(pgd: UInt64, page: ShadowPage)?] = [nil, nil, nil]
+        @exclusivity(unchecked) var previousRoots: [(pgd: UInt64, page: ShadowPage)?] = [nil, nil, nil]
         /// Backing frame of local PAE roots, below 4 GiB; allocated when first needed.
         public internal(set) var paeRootFrame: UInt64?
 

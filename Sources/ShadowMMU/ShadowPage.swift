@@ -6,22 +6,22 @@ public final class ShadowPage {
     /// The guest frame shadowed (indirect), or the first gfn mapped (direct).
     /// Local pages have gfn 0.
     public let gfn: UInt64
-    public internal(set) var role: PageRole
+    @exclusivity(unchecked) public internal(set) var role: PageRole
     /// Host frame holding the sptes.
     public let frame: UInt64
     /// Host addresses of the sptes that point to this page.
-    public internal(set) var parentSPTEs: [UInt64] = []
+    @exclusivity(unchecked) public internal(set) var parentSPTEs: [UInt64] = []
     /// How many vCPU roots (current or cached) hold this page.
-    public internal(set) var rootCount = 0
+    @exclusivity(unchecked) public internal(set) var rootCount = 0
     /// A leaf table the guest may write without trapping; resynchronized on
     /// INVLPG and TLB flushes.
-    public internal(set) var unsync = false
+    @exclusivity(unchecked) public internal(set) var unsync = false
     /// Number of set bits in `unsyncChildBitmap`.
-    public internal(set) var unsyncChildren = 0
+    @exclusivity(unchecked) public internal(set) var unsyncChildren = 0
     /// Which entries lead (possibly indirectly) to an unsync page.
-    var unsyncChildBitmap = [UInt64](repeating: 0, count: 8)
+    @exclusivity(unchecked) var unsyncChildBitmap = [UInt64](repeating: 0, count: 8)
     /// Emulated guest writes since the page was last used for translation.
-    var writeFloodingCount = 0
+    @exclusivity(unchecked) var writeFloodingCount = 0
     /// The MMU generation the page was created in (fast zap).
     let generation: UInt64
     /// The vCPU owning a local page; nil for pages in the hash.
@@ -31,7 +31,7 @@ public final class ShadowPage {
     public let serial: Int
     /// For each leaf spte of an indirect page: the gfn it maps (KVM's
     /// `shadowed_translation`), needed to find its rmap when it is dropped.
-    var leafGFNs: [UInt64]
+    @exclusivity(unchecked) var leafGFNs: [UInt64]
 
     init(gfn: UInt64, role: PageRole, frame: UInt64, generation: UInt64, owner: Int?, serial: Int) {
         self.gfn = gfn

@@ -8,20 +8,20 @@ import X86Paging
 public final class VCPU {
     public let index: Int
     /// The guest's registers (what the guest reads and writes).
-    public internal(set) var registers: ControlRegisters
+    @exclusivity(unchecked) public internal(set) var registers: ControlRegisters
     /// Translations the hardware cached from the hypervisor's tables.
     public let tlb = TLB(capacity: 1024)
     /// Paging state loaded at the last VM entry; nil when the vCPU must enter
     /// again before it runs (after a remote flush, a root change, a register write).
-    var hardware: ControlRegisters?
+    @exclusivity(unchecked) var hardware: ControlRegisters?
     /// Serial number of the root loaded at the last entry. Not its frame:
     /// successive local PAE roots reuse one frame, and a new root must still
     /// flush the TLB.
-    var loadedRoot: Int?
+    @exclusivity(unchecked) var loadedRoot: Int?
     /// Under two-dimensional paging: the second stage loaded at the last entry.
-    var nested: NestedPaging?
-    public internal(set) var entries = 0
-    public internal(set) var hardwareWalks = 0
+    @exclusivity(unchecked) var nested: NestedPaging?
+    @exclusivity(unchecked) public internal(set) var entries = 0
+    @exclusivity(unchecked) public internal(set) var hardwareWalks = 0
 
     init(index: Int, model: CPUModel) {
         self.index = index

@@ -76,7 +76,9 @@ extension VirtualMachine {
             case .fault(let code):
                 let outcome = mmu.pageFault(vcpu: index, address: address, access: access, hardwareErrorCode: code)
                 events?.append(.exit(errorCode: code, outcome: outcome))
-                vcpu.requestReentry()
+                // A PAE root's entries are loaded into PDPTE registers at entry, and
+                // the fault may have filled one; other roots are read on every walk.
+                if mmu.contexts[index].root?.role.level ?? 3 == 3 { vcpu.requestReentry() }
                 switch outcome {
                 case .fixed, .spurious:
                     continue

@@ -14,7 +14,8 @@ public final class VirtualMachine {
     public let vcpus: [VCPU]
     /// The hardware the hypervisor runs on (its paging registers at VM entry).
     public let hostModel = CPUModel(maxPhysicalAddressBits: HostMemory.maxPhysicalAddressBits)
-    public internal(set) var counters = Counters()
+    // Driven by one thread at a time: no dynamic exclusivity checks on the hot path.
+    @exclusivity(unchecked) public internal(set) var counters = Counters()
     /// Things that must never happen (a guest reaching memory it does not own,
     /// an access that never completes); tests and the checker require none.
     public internal(set) var violations: [String] = []
@@ -68,6 +69,9 @@ public final class VirtualMachine {
     /// into the hardware (for a PAE root, read its four entries into the PDPTE
     /// registers, as the CPU does at entry).
     func enter(_ vcpu: VCPU) -> ControlRegisters {
+        // Every event that changes or obsoletes the root (register writes, zaps,
+        // fast zaps, remote flushes) requests a re-entry first.
+        if let hardware = vcpu.hardware { return hardware }
         let root = mmu.loadRoot(vcpu: vcpu.index)
         if let hardware = vcpu.hardware, vcpu.loadedRoot == root.serial { return hardware }
         counters.vmEntries += 1
