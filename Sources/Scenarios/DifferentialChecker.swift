@@ -12,11 +12,13 @@ import X86Paging
 /// frame listed that was not written), never under-report. With auditing on,
 /// the hypervisor's invariants are checked after every command.
 public enum DifferentialChecker {
-    public struct Report: Sendable {
+    public struct Report {
         public var configuration: MMUConfiguration
         /// "line N: reference …; this configuration …", in order.
         public var mismatches: [String]
         public var auditFailures: [String]
+        /// The machine that ran it, as it ended (its counters, its roots).
+        public var machine: any GuestMachine
         public var passed: Bool { mismatches.isEmpty && auditFailures.isEmpty }
     }
 
@@ -44,7 +46,7 @@ public enum DifferentialChecker {
             let mismatches = lockstep(variant, machine)
             reports.append(Report(
                 configuration: configuration, mismatches: mismatches,
-                auditFailures: (machine as? ShadowMachine)?.auditFailures ?? []))
+                auditFailures: (machine as? ShadowMachine)?.auditFailures ?? [], machine: machine))
         }
         return reports
     }

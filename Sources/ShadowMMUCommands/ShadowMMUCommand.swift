@@ -17,8 +17,9 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu explain examples/4-level.scenario --line 30
               shadowmmu check examples/pae.scenario
               shadowmmu fuzz --count 20
+              shadowmmu matrix
             """,
-        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self]
+        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self]
     )
 
     public init() {}
