@@ -128,6 +128,7 @@ public final class ShadowMachine: GuestMachine {
             ("references_per_walk_x100", counters.hardwareWalks == 0 ? 0 : counters.walkReferences * 100 / counters.hardwareWalks),
         ] : []) + vm.mmu.statistics.all + [
             ("shadow_pages", vm.mmu.usedPages),
+            ("dirty_log_false_positives", vm.memory.falsePositives),
             ("host_table_frames", vm.host.tableFramesInUse),
         ]
     }

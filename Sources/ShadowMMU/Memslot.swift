@@ -46,6 +46,12 @@ public final class GuestMemory: PhysicalMemory {
     public private(set) var dirtyLogging = false
     /// Frames marked dirty since the last harvest.
     public private(set) var dirtyFrames: Set<UInt64> = []
+    /// Frames the guest really wrote since the last harvest (the machine
+    /// reports every write it performs): what a logged frame is measured against.
+    public private(set) var writtenFrames: Set<UInt64> = []
+    /// Frames a harvest reported that the guest had not written (allowed: a
+    /// migration copies them for nothing).
+    public private(set) var falsePositives = 0
 
     public init(host: HostMemory, size: UInt64) {
         self.host = host
@@ -85,6 +91,12 @@ public final class GuestMemory: PhysicalMemory {
         guard let hpa = hostAddress(of: address) else { return }
         host.store(hpa, width: width, value)
         markDirty(address >> 12)
+        noteWritten(address >> 12)
+    }
+
+    /// The guest wrote this frame (any path: hardware, emulation, walker flags).
+    public func noteWritten(_ gfn: UInt64) {
+        if dirtyLogging { writtenFrames.insert(gfn) }
     }
 
     /// The loader's write (`poke`): no dirty logging, no MMU hook.
@@ -100,13 +112,20 @@ public final class GuestMemory: PhysicalMemory {
     /// Starting (when not already logging) begins a fresh log; stopping keeps
     /// what was logged until it is read.
     public func setDirtyLogging(_ enabled: Bool) {
-        if enabled, !dirtyLogging { dirtyFrames = [] }
+        if enabled, !dirtyLogging {
+            dirtyFrames = []
+            writtenFrames = []
+        }
         dirtyLogging = enabled
     }
 
     /// The dirty frames, sorted; the log starts afresh.
     public func harvestDirtyFrames() -> [UInt64] {
-        defer { dirtyFrames = [] }
+        defer {
+            dirtyFrames = []
+            writtenFrames = []
+        }
+        falsePositives += dirtyFrames.subtracting(writtenFrames).count
         return dirtyFrames.sorted()
     }
 }

@@ -219,6 +219,7 @@ extension VirtualMachine {
             return .completed(gpa: gpa, value: host.load(hpa, width: width))
         case .write:
             host.store(hpa, width: width, value ?? host.load(hpa, width: width))
+            memory.noteWritten(gpa >> 12)
             return .completed(gpa: gpa, value: nil)
         case .fetch:
             return .completed(gpa: gpa, value: nil)
