@@ -29,7 +29,7 @@ public enum ConfigurationMatrix {
             let text = ScenarioGenerator(mode: mode, seed: seed, length: length).generate()
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(mode).scenario")
             for report in try DifferentialChecker.check(scenario) {
-                guard let machine = report.machine as? ShadowMachine else { continue }
+                guard let machine = report.machine as? HypervisorMachine else { continue }
                 let statistics = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
                 let (levels, local) = shape(machine.vm.mmu.dumpRoot(vcpu: 0))
                 let walks = statistics["hardware_walks"] ?? 0

@@ -42,11 +42,11 @@ public enum DifferentialChecker {
             var variant = scenario
             variant.mmu = configuration
             guard let machine = try? ScenarioRunner.makeMachine(for: variant) else { continue }  // cannot run it
-            (machine as? ShadowMachine)?.auditLevel = audit
+            (machine as? HypervisorMachine)?.auditLevel = audit
             let mismatches = lockstep(variant, machine)
             reports.append(Report(
                 configuration: configuration, mismatches: mismatches,
-                auditFailures: (machine as? ShadowMachine)?.auditFailures ?? [], machine: machine))
+                auditFailures: (machine as? HypervisorMachine)?.auditFailures ?? [], machine: machine))
         }
         return reports
     }
@@ -62,7 +62,7 @@ public enum DifferentialChecker {
             default: nil
             }
         }
-        let model = ShadowMachine.mode(for: scenario.mmu).map {
+        let model = HypervisorMachine.mode(for: scenario.mmu).map {
             VirtualMachine.guestModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits, mode: $0)
         } ?? CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits)
         let oracle = ArchitecturalOracle(configuration: scenario.machine, model: model, addresses: Array(Set(addresses.map { $0 & ~0xfff })).sorted())

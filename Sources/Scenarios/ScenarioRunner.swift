@@ -43,7 +43,7 @@ public final class ScenarioRunner {
                     file: scenario.fileName, line: max(scenario.mmuLine, 1), column: 1,
                     message: "expected at most 4G of guest memory under '\(scenario.mmu)' (3-level nested tables map 4 GiB), found memory=\(scenario.machine.memorySize >> 20)M")
             }
-            return ShadowMachine(configuration: scenario.machine, host: host, mode: ShadowMachine.mode(for: scenario.mmu)!)
+            return HypervisorMachine(configuration: scenario.machine, host: host, mode: HypervisorMachine.mode(for: scenario.mmu)!)
         }
     }
 

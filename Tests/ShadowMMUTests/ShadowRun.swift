@@ -13,7 +13,7 @@ import X86Paging
 final class ShadowRun {
     let scenario: Scenario
     let runner: ScenarioRunner
-    let machine: ShadowMachine
+    let machine: HypervisorMachine
     private(set) var observations: [Observation] = []
     private(set) var expectationFailures: [ExpectationFailure] = []
     private var executed = 0
@@ -28,7 +28,7 @@ final class ShadowRun {
         scenario.mmu = .shadow(host: host)
         self.scenario = scenario
         runner = try ScenarioRunner(scenario)
-        machine = try #require(runner.machine as? ShadowMachine)
+        machine = try #require(runner.machine as? HypervisorMachine)
         machine.auditLevel = .full
         markers = Self.markers(in: text)
     }

@@ -28,9 +28,9 @@ struct TDPTests {
         """
     }
 
-    static func machine(_ text: String) throws -> (ScenarioRunner, ShadowMachine) {
+    static func machine(_ text: String) throws -> (ScenarioRunner, HypervisorMachine) {
         let runner = try ScenarioRunner(try ScenarioParser.parse(text, fileName: "tdp.scenario"))
-        let machine = try #require(runner.machine as? ShadowMachine)
+        let machine = try #require(runner.machine as? HypervisorMachine)
         machine.auditLevel = .full
         return (runner, machine)
     }

@@ -5,7 +5,7 @@ import X86Paging
 /// `mmu shadow` and `mmu tdp`: the guest runs on a `VirtualMachine` whose
 /// hardware walks the tables KVM's MMU builds — shadow tables made from the
 /// guest's own, or a TDP direct map walked in two dimensions with the guest's.
-public final class ShadowMachine: GuestMachine {
+public final class HypervisorMachine: GuestMachine {
     public let vm: VirtualMachine
     /// When set, the MMU's audit runs after every command and its findings
     /// collect in `auditFailures` (the checker and the tests turn this on).
