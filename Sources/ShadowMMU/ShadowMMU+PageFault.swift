@@ -207,7 +207,7 @@ extension ShadowMMU {
         host.setEntry(sptep, new.rawValue)
         if !existing {
             rmap[gfn, default: []].append(sptep)
-            if !page.role.direct { page.leafGFNs[index] = gfn }
+            if !page.role.direct { page.leafGFNs[index] = gfn }  // indirect leaves are level 1
         } else if old.isWritable, !new.isWritable {
             flushRemoteTLBs()
         }

@@ -40,7 +40,8 @@ public final class ShadowPage {
         self.generation = generation
         self.owner = owner
         self.serial = serial
-        leafGFNs = role.direct ? [] : [UInt64](repeating: 0, count: 512)
+        // Only indirect leaf tables hold leaves whose gfns are not a linear range.
+        leafGFNs = role.direct || role.level != 1 ? [] : [UInt64](repeating: 0, count: 512)
     }
 
     /// Local to one vCPU: not in the hash, never shared, never write-protected.
@@ -55,7 +56,7 @@ public final class ShadowPage {
     /// The gfn entry `index` maps or shadows.
     func mappedGFN(_ index: Int) -> UInt64 {
         if role.direct { return gfn + UInt64(index) << UInt64(9 * (role.level - 1)) }
-        return leafGFNs[index]
+        return index < leafGFNs.count ? leafGFNs[index] : gfn
     }
 
     func markUnsyncChild(_ index: Int) -> Bool {

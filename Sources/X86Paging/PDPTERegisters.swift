@@ -40,13 +40,18 @@ public struct PDPTERegisters: Hashable, Sendable, CustomStringConvertible {
     public static func load<Memory: PhysicalMemory>(cr3: UInt64, memory: Memory, maxPhysicalAddressBits: Int) -> PDPTERegisters? {
         let base = cr3 & 0xffff_ffe0
         let reserved = reservedBits(maxPhysicalAddressBits: maxPhysicalAddressBits)
-        var values: [UInt64] = []
+        var registers = PDPTERegisters()
         for index in 0..<4 {
             let entry = memory.load(base + UInt64(8 * index), width: 8)
             if entry & 1 != 0, entry & reserved != 0 { return nil }
-            values.append(entry)
+            switch index {
+            case 0: registers.entries.0 = entry
+            case 1: registers.entries.1 = entry
+            case 2: registers.entries.2 = entry
+            default: registers.entries.3 = entry
+            }
         }
-        return PDPTERegisters(values[0], values[1], values[2], values[3])
+        return registers
     }
 
     public var description: String {
