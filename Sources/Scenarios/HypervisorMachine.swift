@@ -62,8 +62,10 @@ public final class HypervisorMachine: GuestMachine {
                 stages.append(.note("hardware TLB hit: host physical address \(hpa.hex)"))
             case .walk(let trace, let mode):
                 stages.append(.walk(title: "shadow tables (the hardware's walk, host physical addresses)", mode: mode, trace: trace))
-            case .exit(let code, let outcome):
-                stages.append(.note("page fault \(code) on the shadow tables: exit to the hypervisor, which \(Self.describe(outcome))"))
+            case .exit(let code, let outcome, let steps):
+                stages.append(.note("page fault \(code) on the shadow tables: exit to the hypervisor"))
+                for step in steps { stages.append(Self.stage(for: step)) }
+                stages.append(.note("the hypervisor \(Self.describe(outcome))"))
             case .twoDimensionalWalk(let references):
                 stages.append(.note("two-dimensional walk: the guest's tables, each guest-physical address translated through the TDP tables (\(references) memory references)"))
             case .nestedExit(let fault, let outcome):
@@ -73,9 +75,32 @@ public final class HypervisorMachine: GuestMachine {
         return AccessExplanation(vcpu: vcpu, command: command, registers: registers, stages: stages, outcome: Self.outcome(result))
     }
 
+    static func stage(for event: MMUEvent) -> AccessExplanation.Stage {
+        func page(_ level: Int, _ gfn: UInt64, _ role: PageRole, _ local: Bool) -> String {
+            local ? "local level-\(level) page (this vCPU's own, not in the hash; \(role))"
+                : "level-\(level) shadow page for gfn \(gfn.hex) (\(role))"
+        }
+        switch event {
+        case .guestWalk(let trace, let mode):
+            return .walk(title: "guest's own tables (the hypervisor's walk, guest physical addresses)", mode: mode, trace: trace)
+        case .pageFound(let level, let gfn, let role, let local):
+            return .note("found the \(page(level, gfn, role, local)) in the page hash")
+        case .pageCreated(let level, let gfn, let role, let local):
+            return .note("created a \(page(level, gfn, role, local))")
+        case .spteWritten(let level, let index, let address, let old, let new):
+            return .note("wrote entry \(index) of the level-\(level) shadow table (host \(address.hex)): \(old.hex) → \(new.hex) [\(SPTE(rawValue: new))]")
+        case .unsynced(let gfn):
+            return .note("let the guest page table at gfn \(gfn.hex) go unsync: the guest may now write it without trapping, until it flushes")
+        case .writeProtected(let gfn):
+            return .note("kept the mapping read-only: gfn \(gfn.hex) holds a guest page table the hypervisor must see writes to")
+        case .note(let text):
+            return .note(text)
+        }
+    }
+
     static func describe(_ outcome: FaultOutcome) -> String {
         switch outcome {
-        case .fixed: "built the missing entries; the vCPU re-enters"
+        case .fixed: "is done; the vCPU re-enters and retries"
         case .spurious: "found nothing to fix; the vCPU re-enters"
         case .injectPageFault(let code): "walked the guest's tables, found the guest's own fault, and injects #PF \(code)"
         case .emulate(let gpa, let mmio):

@@ -39,8 +39,19 @@ extension ShadowMMU {
             gpa = registers.linearAddress(address)
             walk.leafLevel = 6  // no guest level: every shadow level is direct
         } else {
-            switch Walker.walk(address, access, registers: registers, memory: memory, tracer: &walk) {
+            let result: WalkResult
+            if events != nil {
+                // Traced in full for the explanation; the per-level record is derived from the trace.
+                var trace = WalkTrace()
+                result = Walker.walk(address, access, registers: registers, memory: memory, tracer: &trace)
+                for step in trace.steps { walk.record(step) }
+                events?.append(.guestWalk(trace, mode: registers.mode))
+            } else {
+                result = Walker.walk(address, access, registers: registers, memory: memory, tracer: &walk)
+            }
+            switch result {
             case .pageFault(let code):
+                events?.append(.note("the guest's own tables deny the access: #PF \(code) is injected into the guest"))
                 statistics.guestFaultsInjected += 1
                 return .injectPageFault(code)
             case .generalProtection:
@@ -205,6 +216,7 @@ extension ShadowMMU {
             return writeProtected && write ? .writeProtected : .spurious
         }
         host.setEntry(sptep, new.rawValue)
+        events?.append(.spteWritten(level: page.role.level, index: index, address: sptep, old: old.rawValue, new: new.rawValue))
         if !existing {
             rmap[gfn, default: []].append(sptep)
             if !page.role.direct { page.leafGFNs[index] = gfn }  // indirect leaves are level 1
@@ -227,6 +239,7 @@ extension ShadowMMU {
         if access.contains(.write), !oldWritable, !mmuTryToUnsyncPages(gfn, synchronizing: synchronizing) {
             access.remove(.write)
             writeProtected = true
+            events?.append(.writeProtected(gfn: gfn))
         }
         let writable = access.contains(.write)
         if writable { memory.markDirty(gfn) }

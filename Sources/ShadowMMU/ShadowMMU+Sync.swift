@@ -12,6 +12,7 @@ extension ShadowMMU {
             if page.unsync { continue }
             precondition(page.role.level == 1, "only leaf tables go unsync")
             statistics.unsyncs += 1
+            events?.append(.unsynced(gfn: gfn))
             page.unsync = true
             for parent in page.parentSPTEs { markUnsync(parent) }
         }

@@ -56,6 +56,9 @@ public final class ShadowMMU {
 
     /// The page hash: (gfn, role) → page, valid pages only.
     @exclusivity(unchecked) var hash: [PageKey: ShadowPage] = [:]
+    /// When set, exits append what the hypervisor did (for explanations).
+    public var events: [MMUEvent]?
+
     /// Hashed pages by gfn (KVM walks the hash bucket of the gfn).
     @exclusivity(unchecked) var pagesByGFN: [UInt64: [ShadowPage]] = [:]
     /// Every live page, hashed, invalid or local, by the host frame of its table
@@ -181,6 +184,7 @@ extension ShadowMMU {
     /// more, else the valid page in the hash, else a new hashed page.
     func shadowPage(_ context: Context, gfn: UInt64, role: PageRole) -> ShadowPage {
         if role.level >= 3, context.usingLocalRootPage {
+            events?.append(.pageCreated(level: role.level, gfn: 0, role: role, local: true))
             return allocateLocalPage(context, role: role)
         }
         for page in pagesByGFN[gfn] ?? [] where !isObsolete(page) {
@@ -190,14 +194,19 @@ extension ShadowMMU {
                 if role.level > 1, page.unsync { zapPage(page) }
                 continue
             }
-            if page.role.direct { return page }
+            if page.role.direct {
+                events?.append(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
+                return page
+            }
             if page.unsync, !syncPage(context, page) {
                 zapPage(page)
                 break
             }
             page.writeFloodingCount = 0
+            events?.append(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
             return page
         }
+        events?.append(.pageCreated(level: role.level, gfn: gfn, role: role, local: false))
         return allocateHashedPage(gfn: gfn, role: role)
     }
 
@@ -271,6 +280,7 @@ extension ShadowMMU {
         let sptep = parent.spteAddress(index)
         let paeRoot = parent.isLocal && parent.role.level == 3 && context.rootRole.level == 3
         let spte = paeRoot ? SPTE.paeRootEntry(child: child.frame) : SPTE.nonLeaf(child: child.frame, format: spteFormat)
+        events?.append(.spteWritten(level: parent.role.level, index: index, address: sptep, old: host.entry(sptep), new: spte.rawValue))
         host.setEntry(sptep, spte.rawValue)
         child.parentSPTEs.append(sptep)
         if child.unsync || child.unsyncChildren > 0 { markUnsync(sptep) }

@@ -19,8 +19,8 @@ public enum HardwareEvent: Sendable {
     case tlbHit(hostAddress: UInt64)
     /// The hardware walked the hypervisor's tables.
     case walk(WalkTrace, mode: PagingMode)
-    /// The walk faulted: an exit to the hypervisor, and what it did.
-    case exit(errorCode: PageFaultErrorCode, outcome: FaultOutcome)
+    /// The walk faulted: an exit to the hypervisor, what it did step by step, and its outcome.
+    case exit(errorCode: PageFaultErrorCode, outcome: FaultOutcome, steps: [MMUEvent])
     /// A two-dimensional walk, with the memory references it made.
     case twoDimensionalWalk(references: Int)
     /// A second-stage fault: an exit to the hypervisor, and what it did.
@@ -74,8 +74,10 @@ extension VirtualMachine {
                 }
                 return complete(access, gpa: gpa, hpa: hpa, width: width, value: value)
             case .fault(let code):
+                if events != nil { mmu.events = [] }
                 let outcome = mmu.pageFault(vcpu: index, address: address, access: access, hardwareErrorCode: code)
-                events?.append(.exit(errorCode: code, outcome: outcome))
+                events?.append(.exit(errorCode: code, outcome: outcome, steps: mmu.events ?? []))
+                mmu.events = nil
                 // A PAE root's entries are loaded into PDPTE registers at entry, and
                 // the fault may have filled one; other roots are read on every walk.
                 if mmu.contexts[index].root?.role.level ?? 3 == 3 { vcpu.requestReentry() }
