@@ -36,8 +36,29 @@ extension VirtualMachine {
     /// is delivered to the guest. A write without `value` stores the bytes
     /// already there.
     public func access(vcpu index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64? = nil) -> GuestAccessResult {
+        if let result = tlbHit(index, address, access, width: width, value: value) { return result }
         var events: [HardwareEvent]? = nil
         return perform(index, address, access, width: width, value: value, events: &events)
+    }
+
+    /// The common case under shadow paging, first: the vCPU is in the guest and
+    /// its hardware TLB holds a translation the access may use. The hardware's
+    /// paging mode accepts and truncates addresses exactly as the guest's does
+    /// (a PAE root for guests without long mode), so its registers decide alone.
+    @inline(__always)
+    func tlbHit(_ index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64?) -> GuestAccessResult? {
+        let vcpu = vcpus[index]
+        guard !mmu.mode.isTDP, let hardware = vcpu.hardware, hardware.mode.isCanonical(address) else { return nil }
+        let linear = hardware.linearAddress(address)
+        guard let entry = vcpu.tlb.lookup(linear, pcid: 0),
+              access.kind != .write || entry.dirty,
+              hardware.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access).isEmpty
+        else { return nil }
+        let hpa = entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)
+        guard let gpa = memory.guestAddress(ofHost: hpa) else { return nil }
+        counters.accesses += 1
+        counters.hardwareTLBHits += 1
+        return complete(access, gpa: gpa, hpa: hpa, width: width, value: value)
     }
 
     /// `access`, recording every entry, walk and exit.
