@@ -103,7 +103,7 @@ final class ArchitecturalOracle {
                 if violations.isEmpty {
                     // A write through a clean cached translation must walk (to set D).
                     if access.kind == .write, !entry.dirty { continue }
-                    stale.append(outcome(command, gpa: entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)))
+                    stale.append(outcome(command, gpa: entry.physicalAddress(of: linear)))
                 } else {
                     stale.append(.pageFault(errorCode: registers.permissionFaultCode(violations, access).rawValue))
                 }

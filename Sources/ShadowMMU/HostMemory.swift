@@ -64,8 +64,7 @@ public final class HostMemory: PhysicalMemory {
     public func load(_ address: UInt64, width: Int) -> UInt64 {
         let value = storage.load(address, width: width)
         // Cheap filter first: only a poison-looking value can come from a freed frame.
-        let mask: UInt64 = width >= 8 ? ~0 : (1 << UInt64(width * 8)) - 1
-        if value == Self.poison & mask { notePossiblePoisonedRead(address) }
+        if value == Self.poison & SparseMemory.widthMask(width) { notePossiblePoisonedRead(address) }
         return value
     }
 
@@ -84,8 +83,4 @@ public final class HostMemory: PhysicalMemory {
 
     @inlinable
     public func setEntry(_ address: UInt64, _ value: UInt64) { storage.store(address, width: 8, value) }
-}
-
-enum SparseMemoryWidth {
-    static func mask(_ width: Int) -> UInt64 { width >= 8 ? ~0 : (1 << UInt64(width * 8)) - 1 }
 }

@@ -81,7 +81,7 @@ public final class GuestMemory: PhysicalMemory {
     }
 
     public func load(_ address: UInt64, width: Int) -> UInt64 {
-        guard let hpa = hostAddress(of: address) else { return SparseMemoryWidth.mask(width) }
+        guard let hpa = hostAddress(of: address) else { return SparseMemory.widthMask(width) }
         return host.load(hpa, width: width)
     }
 

@@ -174,8 +174,8 @@ extension ShadowMMU {
         page.writeFloodingCount = 0
         let index = Int(linear >> UInt64(12 + 9 * (level - 1)) & 511)
         let span = UInt64(1) << UInt64(9 * (level - 1))
-        if level > 1, SPTE(rawValue: host.entry(page.spteAddress(index))).isShadowPresent,
-           !SPTE(rawValue: host.entry(page.spteAddress(index))).isLeaf(atLevel: level) {
+        let existing = SPTE(rawValue: host.entry(page.spteAddress(index)))
+        if level > 1, existing.isShadowPresent, !existing.isLeaf(atLevel: level) {
             // A table already sits where the huge page would go: map this 4 KiB page below it.
             return fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: access, protectionKey: protectionKey, write: write, goalLevel: level - 1)
         }

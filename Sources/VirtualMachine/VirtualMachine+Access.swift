@@ -50,11 +50,8 @@ extension VirtualMachine {
         let vcpu = vcpus[index]
         guard !mmu.mode.isTDP, let hardware = vcpu.hardware, hardware.mode.isCanonical(address) else { return nil }
         let linear = hardware.linearAddress(address)
-        guard let entry = vcpu.tlb.lookup(linear, pcid: 0),
-              access.kind != .write || entry.dirty,
-              hardware.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access).isEmpty
-        else { return nil }
-        let hpa = entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)
+        guard let entry = vcpu.tlb.lookup(linear, pcid: 0), entry.permits(access, under: hardware) else { return nil }
+        let hpa = entry.physicalAddress(of: linear)
         guard let gpa = memory.guestAddress(ofHost: hpa) else { return nil }
         counters.accesses += 1
         counters.hardwareTLBHits += 1
@@ -128,10 +125,9 @@ extension VirtualMachine {
         for _ in 0..<Self.exitLimit {
             let guest = enter(vcpu)
             if let entry = vcpu.tlb.lookup(linear, pcid: guest.pcid) {
-                let violations = guest.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
-                if violations.isEmpty, access.kind != .write || entry.dirty {
+                if entry.permits(access, under: guest) {
                     counters.hardwareTLBHits += 1
-                    let hpa = entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)
+                    let hpa = entry.physicalAddress(of: linear)
                     events?.append(.tlbHit(hostAddress: hpa))
                     return finishTwoDimensional(access, hpa: hpa, width: width, value: value)
                 }
@@ -204,10 +200,9 @@ extension VirtualMachine {
     /// tables are walked again, as the CPU does before it faults.
     func translate(_ vcpu: VCPU, _ hardware: ControlRegisters, _ linear: UInt64, _ access: MemoryAccess, events: inout [HardwareEvent]?) -> HardwareTranslation {
         if let entry = vcpu.tlb.lookup(linear, pcid: 0) {
-            let violations = hardware.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
-            if violations.isEmpty, access.kind != .write || entry.dirty {
+            if entry.permits(access, under: hardware) {
                 counters.hardwareTLBHits += 1
-                let hpa = entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)
+                let hpa = entry.physicalAddress(of: linear)
                 events?.append(.tlbHit(hostAddress: hpa))
                 return .success(hpa)
             }

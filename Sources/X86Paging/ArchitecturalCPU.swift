@@ -59,10 +59,9 @@ public final class ArchitecturalCPU {
         let linear = registers.linearAddress(address)
         if mode == .none { return .physical(linear) }
         if let entry = tlb.lookup(linear, pcid: registers.pcid) {
-            let violations = registers.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
-            if violations.isEmpty, access.kind != .write || entry.dirty {
+            if entry.permits(access, under: registers) {
                 tlb.countHit()
-                return .physical(entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1))
+                return .physical(entry.physicalAddress(of: linear))
             }
             tlb.drop(linear)
         }
@@ -137,10 +136,9 @@ extension ArchitecturalCPU {
         if mode == .none { return TracedTranslation(result: .physical(linear)) }
         var dropped: TLBEntry?
         if let entry = tlb.lookup(linear, pcid: registers.pcid) {
-            let violations = registers.permissionViolations(entry.rights, protectionKey: Int(entry.protectionKey), access)
-            if violations.isEmpty, access.kind != .write || entry.dirty {
+            if entry.permits(access, under: registers) {
                 tlb.countHit()
-                return TracedTranslation(tlbEntry: entry, result: .physical(entry.pageBase | linear & ((1 << UInt64(entry.pageShift)) - 1)))
+                return TracedTranslation(tlbEntry: entry, result: .physical(entry.physicalAddress(of: linear)))
             }
             dropped = entry
             tlb.drop(linear)

@@ -58,9 +58,10 @@ public final class SparseMemory: PhysicalMemory {
         return fresh
     }
 
+    /// The low `width` bytes: what a read of unclaimed memory returns (all ones).
     @inlinable
     @inline(__always)
-    static func widthMask(_ width: Int) -> UInt64 {
+    public static func widthMask(_ width: Int) -> UInt64 {
         width >= 8 ? ~0 : (1 << UInt64(width * 8)) - 1
     }
 

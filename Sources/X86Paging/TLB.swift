@@ -29,6 +29,18 @@ public struct TLBEntry: Hashable, Sendable {
     }
     @inlinable public var global: Bool { flags & Self.globalFlag != 0 }
     @inlinable public var dirty: Bool { flags & Self.dirtyFlag != 0 }
+
+    /// Whether `access` may complete through this cached translation under
+    /// `registers`: the permission check of the moment, and for a write D
+    /// already set (else the CPU walks again to set it).
+    @inlinable @inline(__always)
+    public func permits(_ access: MemoryAccess, under registers: ControlRegisters) -> Bool {
+        (access.kind != .write || dirty) && registers.permissionViolations(rights, protectionKey: Int(protectionKey), access).isEmpty
+    }
+
+    /// Where `linear` lands through this translation.
+    @inlinable @inline(__always)
+    public func physicalAddress(of linear: UInt64) -> UInt64 { pageBase | linear & ((1 << UInt64(pageShift)) - 1) }
 }
 
 /// The architectural TLB of one simulated CPU: a direct-mapped array of
