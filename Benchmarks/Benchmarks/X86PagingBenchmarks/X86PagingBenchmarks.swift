@@ -10,36 +10,18 @@ let benchmarks: @Sendable () -> Void = {
         maxDuration: .seconds(3)
     )
 
-    // 4-level walks over 512 distinct 4 KiB pages (A bits already set, so
-    // each walk is four loads and a permission check, as a TLB miss costs).
-    Benchmark("Reference walk, 4-level guest (TLB off)") { benchmark in
-        let guest = WalkBenchmarkGuest(mode: .level4)
-        var sink: UInt64 = 0
-        benchmark.startMeasurement()
-        for iteration in benchmark.scaledIterations {
-            sink &+= guest.walk(page: iteration & 511)
+    // Walks over 512 distinct 4 KiB pages (A bits already set, so each walk is
+    // its loads and a permission check, as a TLB miss costs).
+    for (mode, name) in [(PagingMode.level4, "4-level"), (.pae, "PAE"), (.level5, "5-level")] {
+        Benchmark("Reference walk, \(name) guest (TLB off)") { benchmark in
+            let guest = WalkBenchmarkGuest(mode: mode)
+            var sink: UInt64 = 0
+            benchmark.startMeasurement()
+            for iteration in benchmark.scaledIterations {
+                sink &+= guest.walk(page: iteration & 511)
+            }
+            blackHole(sink)
         }
-        blackHole(sink)
-    }
-
-    Benchmark("Reference walk, PAE guest (TLB off)") { benchmark in
-        let guest = WalkBenchmarkGuest(mode: .pae)
-        var sink: UInt64 = 0
-        benchmark.startMeasurement()
-        for iteration in benchmark.scaledIterations {
-            sink &+= guest.walk(page: iteration & 511)
-        }
-        blackHole(sink)
-    }
-
-    Benchmark("Reference walk, 5-level guest (TLB off)") { benchmark in
-        let guest = WalkBenchmarkGuest(mode: .level5)
-        var sink: UInt64 = 0
-        benchmark.startMeasurement()
-        for iteration in benchmark.scaledIterations {
-            sink &+= guest.walk(page: iteration & 511)
-        }
-        blackHole(sink)
     }
 
     // Accesses that hit the TLB: 64 hot pages, permissions re-checked on each.
