@@ -31,6 +31,9 @@ extension AccessExplanation {
             .object([("result", .string("fault")), ("vector", .number(14)), ("error_code", .hex(code))])
         case .generalProtection:
             .object([("result", .string("gp"))])
+        case .nestedFault(let fault):
+            .object([("result", .string(fault.result)), ("gpa", .hex(fault.guestPhysicalAddress))]
+                + (fault.information.map { [(fault.result == "npf" ? "exit_info_1" : "qualification", JSONValue.hex($0))] } ?? []))
         }
     }
 

@@ -24,18 +24,31 @@ final class ArchitecturalOracle {
     /// The linear addresses the scenario accesses (the pages whose
     /// translations can matter).
     let addresses: [UInt64]
+    /// Per vCPU, once its L1 entered L2: L1's second stage.
+    var l1Paging: [NestedPaging?]
 
     init(configuration: MachineConfiguration, model: CPUModel, addresses: [UInt64]) {
         memory = LoggedMemory(size: configuration.memorySize)
         registers = Array(repeating: ControlRegisters(model: model), count: configuration.vcpuCount)
         cached = Array(repeating: [:], count: configuration.vcpuCount)
         self.addresses = addresses
+        l1Paging = Array(repeating: nil, count: configuration.vcpuCount)
+    }
+
+    func enterNested(vcpu: Int, _ entry: NestedEntry) {
+        let bits = registers[vcpu].model.maxPhysicalAddressBits
+        l1Paging[vcpu] = entry.secondStage?.nestedPaging(maxPhysicalAddressBits: bits) ?? l1Paging[vcpu]
+    }
+
+    /// An L2 access, performed on the oracle's memory as the architecture does it.
+    func nestedAccess(vcpu: Int, _ command: AccessCommand) -> AccessOutcome {
+        NestedReference.access(command, registers: registers[vcpu], paging: l1Paging[vcpu]!, memory: memory)
     }
 
     /// Before memory changes: every translation the tables give now may be in
     /// some TLB afterwards (a speculative fill), until it is invalidated.
     func recordReachableTranslations() {
-        for vcpu in registers.indices where registers[vcpu].mode != .none {
+        for vcpu in registers.indices where registers[vcpu].mode != .none && l1Paging[vcpu] == nil {
             for address in addresses {
                 if let translation = translation(vcpu: vcpu, address) { remember(vcpu: vcpu, translation) }
             }
@@ -157,7 +170,12 @@ final class ArchitecturalOracle {
     // MARK: - Invalidations
 
     func write(vcpu: Int, _ register: ControlRegister, _ value: UInt64) -> Bool {
-        guard case .accepted(let effects) = registers[vcpu].write(register, value, memory: memory) else { return false }
+        let result = if let paging = l1Paging[vcpu] {
+            registers[vcpu].write(register, value, memory: NestedGuestMemory(host: memory, nested: paging, size: NestedReference.l2PhysicalSpace))
+        } else {
+            registers[vcpu].write(register, value, memory: memory)
+        }
+        guard case .accepted(let effects) = result else { return false }
         if effects.contains(.flushAll) {
             cached[vcpu] = [:]
         } else if effects.contains(.flushNonGlobal) {

@@ -112,6 +112,18 @@ public enum DifferentialChecker {
                 machine.flush(vcpu: vcpu)
             case .selectVCPU(let index):
                 vcpu = index
+            case .enterNested(let entry):
+                oracle.enterNested(vcpu: vcpu, entry)
+                machine.enterNested(vcpu: vcpu, entry)
+            case .access(let access) where oracle.l1Paging[vcpu] != nil:
+                // L2 translations are walked afresh on every access by every
+                // configuration here: one outcome, compared exactly.
+                let expected = oracle.nestedAccess(vcpu: vcpu, access)
+                let outcome = machine.access(vcpu: vcpu, access)
+                guard outcome == expected else {
+                    differ(line, "\(access.kind.rawValue) \(access.address.hex) in L2: the architecture gives \(expected.summary); this configuration gave \(outcome.summary)")
+                    return mismatches
+                }
             case .access(let access):
                 let verdict = oracle.judge(vcpu: vcpu, access)
                 let outcome = machine.access(vcpu: vcpu, access)

@@ -14,6 +14,8 @@ public protocol GuestMachine: AnyObject {
     func setAlignmentCheck(vcpu: Int, _ value: Bool)
     func invalidatePage(vcpu: Int, _ address: UInt64)
     func flush(vcpu: Int)
+    /// The L1 hypervisor (re)enters L2 on `vcpu` (`nested …`).
+    func enterNested(vcpu: Int, _ entry: NestedEntry)
 
     /// Loader write: bypasses every MMU hook.
     func poke(_ address: UInt64, width: Int, _ value: UInt64)
@@ -49,6 +51,28 @@ extension AccessCommand {
         }
         let mode: MemoryAccess.Mode = implicit ? .supervisorImplicit : (user ? .user : .supervisor)
         return MemoryAccess(kind, mode)
+    }
+}
+
+extension NestedEntry.SecondStage {
+    /// The architectural second stage L1 sets up: for NPT, L1's registers in
+    /// its paging mode (an AMD CPU: nested PDPTEs are never latched) with
+    /// nCR3; for EPT, the EPT pointer.
+    public func nestedPaging(maxPhysicalAddressBits bits: Int) -> NestedPaging {
+        switch self {
+        case .ept(let eptp):
+            return .ept(EPTPointer(rawValue: eptp), maxPhysicalAddressBits: bits)
+        case .npt(let ncr3, let mode):
+            let model = CPUModel(maxPhysicalAddressBits: bits, vendor: .amd, latchesPDPTEs: false)
+            let (cr4, efer): (UInt64, UInt64) = switch mode {
+            case .bits32: (CR4.pse.rawValue, 0)
+            case .pae: (CR4.pae.rawValue, EFER.nxe.rawValue)
+            case .level4: (CR4.pae.rawValue, EFER.lme.rawValue | EFER.lma.rawValue | EFER.nxe.rawValue)
+            case .level5: (CR4.pae.rawValue | CR4.la57.rawValue, EFER.lme.rawValue | EFER.lma.rawValue | EFER.nxe.rawValue)
+            }
+            let cr0 = CR0.paging.rawValue | CR0.writeProtect.rawValue | CR0.protectionEnable.rawValue
+            return .npt(host: ControlRegisters(model: model, cr0: CR0(rawValue: cr0), cr3: ncr3, cr4: CR4(rawValue: cr4), efer: EFER(rawValue: efer)))
+        }
     }
 }
 

@@ -41,6 +41,15 @@ public final class HypervisorMachine: GuestMachine {
         case .completed(let gpa, let value): .ok(gpa: gpa, value: value)
         case .pageFault(let code): .pageFault(errorCode: code.rawValue)
         case .generalProtection: .generalProtection
+        case .nestedFault(let fault): .nestedFault(fault)
+        }
+    }
+
+    public func enterNested(vcpu: Int, _ entry: NestedEntry) {
+        audited("nested") {
+            let bits = vm.vcpus[vcpu].registers.model.maxPhysicalAddressBits
+            guard let paging = entry.secondStage?.nestedPaging(maxPhysicalAddressBits: bits) ?? vm.vcpus[vcpu].l1Paging else { return }
+            vm.enterNested(vcpu: vcpu, paging: paging, flush: entry.flush)
         }
     }
 
@@ -68,8 +77,10 @@ public final class HypervisorMachine: GuestMachine {
                 stages.append(.note("the hypervisor \(Self.describe(outcome))"))
             case .twoDimensionalWalk(let references):
                 stages.append(.note("two-dimensional walk: the guest's tables, each guest-physical address translated through the TDP tables (\(references) memory references)"))
-            case .nestedExit(let fault, let outcome):
-                stages.append(.note("second-stage fault at guest-physical \(fault.guestPhysicalAddress.hex) (\(fault.kind)): exit to the hypervisor, which \(Self.describe(outcome))"))
+            case .nestedExit(let fault, let outcome, let steps):
+                stages.append(.note("second-stage fault at guest-physical \(fault.guestPhysicalAddress.hex) (\(fault.kind)): exit to the hypervisor"))
+                for step in steps { stages.append(Self.stage(for: step)) }
+                stages.append(.note("the hypervisor \(Self.describe(outcome))"))
             }
         }
         return AccessExplanation(vcpu: vcpu, command: command, registers: registers, stages: stages, outcome: Self.outcome(result))
@@ -83,6 +94,13 @@ public final class HypervisorMachine: GuestMachine {
         switch event {
         case .guestWalk(let trace, let mode):
             return .walk(title: "guest's own tables (the hypervisor's walk, guest physical addresses)", mode: mode, trace: trace)
+        case .nestedWalk(let trace, let paging):
+            switch paging {
+            case .npt(let l1):
+                return .walk(title: "L1's nested page tables (the hypervisor's walk of nCR3's tables, L1-physical addresses)", mode: l1.mode, trace: trace)
+            case .ept(let eptp, _):
+                return .walk(title: "L1's EPT tables (the hypervisor's walk, L1-physical addresses; entries in EPT format)", mode: eptp.levels == 5 ? .level5 : .level4, trace: trace)
+            }
         case .pageFound(let level, let gfn, let role, let local):
             return .note("found the \(page(level, gfn, role, local)) in the page hash")
         case .pageCreated(let level, let gfn, let role, let local):
@@ -106,6 +124,8 @@ public final class HypervisorMachine: GuestMachine {
         case .emulate(let gpa, let mmio):
             mmio ? "emulates the access: guest physical \(gpa.hex) is MMIO (no memslot)"
                 : "emulates the write: guest physical \(gpa.hex) holds a guest page table it write-protects"
+        case .reflectNestedFault(let fault):
+            "walked L1's nested tables, found L1's own fault, and reflects it to L1 (\(fault.result) at L2-physical \(fault.guestPhysicalAddress.hex))"
         }
     }
 
@@ -151,6 +171,9 @@ public final class HypervisorMachine: GuestMachine {
         ] + (vm.mmu.mode.isTDP ? [
             ("walk_references", counters.walkReferences),
             ("references_per_walk_x100", counters.hardwareWalks == 0 ? 0 : counters.walkReferences * 100 / counters.hardwareWalks),
+        ] : []) + (vm.vcpus.contains { $0.l1Paging != nil } ? [
+            ("nested_faults_to_l1", counters.nestedFaultsToL1),
+            ("nested_emulations", counters.nestedEmulations),
         ] : []) + vm.mmu.statistics.all + [
             ("shadow_pages", vm.mmu.usedPages),
             ("dirty_log_false_positives", vm.memory.falsePositives),
@@ -159,7 +182,8 @@ public final class HypervisorMachine: GuestMachine {
     }
 
     public func shadowRoot(vcpu: Int) -> JSONValue {
-        guard let root = vm.mmu.dumpRoot(vcpu: vcpu) else { return .null }
+        let running = vm.vcpus[vcpu].l1Paging != nil ? vm.mmu.dumpNestedRoot(vcpu: vcpu) : vm.mmu.dumpRoot(vcpu: vcpu)
+        guard let root = running else { return .null }
         return Self.json(root, format: vm.mmu.spteFormat)
     }
 
@@ -174,6 +198,7 @@ public final class HypervisorMachine: GuestMachine {
                 ("efer_nx", .bool(role.eferNX)), ("cr0_wp", .bool(role.cr0WP)),
                 ("smep_andnot_wp", .bool(role.smepAndNotWP)), ("smap_andnot_wp", .bool(role.smapAndNotWP)), ("pke_andnot_wp", .bool(role.pkeAndNotWP)),
                 ("passthrough", .bool(role.passthrough)), ("invalid", .bool(role.invalid)),
+                ("guest_mode", .bool(role.guestMode)), ("ad_disabled", .bool(role.adDisabled)),
             ])),
         ]
         if table.unsync { fields.append(("unsync", .bool(true))) }

@@ -7,6 +7,10 @@ import X86Paging
 public final class NativeMachine: GuestMachine {
     public let memory: LoggedMemory
     public let cpus: [ArchitecturalCPU]
+    /// Per vCPU, once its L1 hypervisor entered L2: L1's second stage. The
+    /// vCPU's registers are then L2's and each access is the architectural
+    /// two-dimensional walk over L2's and L1's tables.
+    public private(set) var l1Paging: [NestedPaging?]
     private var counters = Counters()
 
     struct Counters {
@@ -17,16 +21,23 @@ public final class NativeMachine: GuestMachine {
         var stores = 0
         var invlpgs = 0
         var flushes = 0
+        var nestedFaults = 0
     }
 
     public init(configuration: MachineConfiguration, model: CPUModel? = nil) {
         memory = LoggedMemory(size: configuration.memorySize)
         let cpuModel = model ?? CPUModel(maxPhysicalAddressBits: configuration.maxPhysicalAddressBits)
         cpus = (0..<configuration.vcpuCount).map { _ in ArchitecturalCPU(model: cpuModel) }
+        l1Paging = Array(repeating: nil, count: configuration.vcpuCount)
     }
 
     public func access(vcpu: Int, _ command: AccessCommand) -> AccessOutcome {
         counters.accesses += 1
+        if let paging = l1Paging[vcpu] {
+            let outcome = NestedReference.access(command, registers: cpus[vcpu].registers, paging: paging, memory: memory)
+            count(outcome)
+            return outcome
+        }
         let outcome = complete(command, cpus[vcpu].translate(command.address, command.memoryAccess, memory: memory))
         count(outcome)
         return outcome
@@ -84,11 +95,16 @@ public final class NativeMachine: GuestMachine {
         case .ok: break
         case .pageFault: counters.pageFaults += 1
         case .generalProtection: counters.generalProtectionFaults += 1
+        case .nestedFault: counters.nestedFaults += 1
         }
     }
 
     public func writeRegister(vcpu: Int, _ register: RegisterName, _ value: UInt64) -> Bool {
-        let accepted = cpus[vcpu].write(register.controlRegister, value, memory: memory).isAccepted
+        let accepted = if let paging = l1Paging[vcpu] {
+            cpus[vcpu].write(register.controlRegister, value, memory: NestedGuestMemory(host: memory, nested: paging, size: NestedReference.l2PhysicalSpace)).isAccepted
+        } else {
+            cpus[vcpu].write(register.controlRegister, value, memory: memory).isAccepted
+        }
         if !accepted { counters.rejectedRegisterWrites += 1 }
         return accepted
     }
@@ -103,6 +119,11 @@ public final class NativeMachine: GuestMachine {
     public func flush(vcpu: Int) {
         counters.flushes += 1
         cpus[vcpu].flush()
+    }
+
+    public func enterNested(vcpu: Int, _ entry: NestedEntry) {
+        let bits = cpus[vcpu].registers.model.maxPhysicalAddressBits
+        l1Paging[vcpu] = entry.secondStage?.nestedPaging(maxPhysicalAddressBits: bits) ?? l1Paging[vcpu]
     }
 
     public func poke(_ address: UInt64, width: Int, _ value: UInt64) { memory.backing.store(address, width: width, value) }
@@ -138,7 +159,7 @@ public final class NativeMachine: GuestMachine {
             ("flushes", counters.flushes),
             ("guest_pages_backed", memory.backing.allocatedPages),
             ("dirty_log_false_positives", 0),  // the CPU's own log is exact
-        ]
+        ] + (l1Paging.contains { $0 != nil } ? [("nested_faults_to_l1", counters.nestedFaults)] : [])
     }
 
     public func shadowRoot(vcpu: Int) -> JSONValue { .null }

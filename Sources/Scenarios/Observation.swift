@@ -46,6 +46,14 @@ public struct Observation: Sendable, Equatable {
                 fields.append(("error_code", .hex(code)))
             case .generalProtection:
                 fields.append(("result", .string("gp")))
+            case .nestedFault(let fault):
+                fields.append(("result", .string(fault.result)))
+                fields.append(("gpa", .hex(fault.guestPhysicalAddress)))
+                switch fault.kind {
+                case .nestedPageFault(let info): fields.append(("exit_info_1", .hex(info)))
+                case .eptViolation(let qualification): fields.append(("qualification", .hex(qualification)))
+                case .eptMisconfiguration: break
+                }
             }
         case .peek(let address, let value):
             fields += [("op", .string("peek")), ("addr", .hex(address)), ("value", .hex(value))]
@@ -66,12 +74,36 @@ public enum AccessOutcome: Sendable, Equatable {
     case pageFault(errorCode: UInt64)
     /// A #GP was delivered to the guest.
     case generalProtection
+    /// An L2 access ended in a fault delivered to the L1 hypervisor (#NPF,
+    /// EPT violation or misconfiguration) at an L2-physical address.
+    case nestedFault(NestedFault)
 
     public var summary: String {
         switch self {
         case .ok(let gpa, let value): "ok gpa=\(gpa.hex)" + (value.map { " value=\($0.hex)" } ?? "")
         case .pageFault(let code): "fault ec=\(code.hex)"
         case .generalProtection: "gp"
+        case .nestedFault(let fault): "\(fault.result) gpa=\(fault.guestPhysicalAddress.hex)" + (fault.information.map { " info=\($0.hex)" } ?? "")
+        }
+    }
+}
+
+extension NestedFault {
+    /// The contract's `result` word: `npf`, `ept-violation` or `ept-misconfig`.
+    public var result: String {
+        switch kind {
+        case .nestedPageFault: "npf"
+        case .eptViolation: "ept-violation"
+        case .eptMisconfiguration: "ept-misconfig"
+        }
+    }
+
+    /// EXITINFO1 or the exit qualification; nil for a misconfiguration.
+    public var information: UInt64? {
+        switch kind {
+        case .nestedPageFault(let info): info
+        case .eptViolation(let qualification): qualification
+        case .eptMisconfiguration: nil
         }
     }
 }

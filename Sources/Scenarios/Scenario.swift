@@ -13,6 +13,16 @@ public struct Scenario: Sendable, Equatable {
     /// Line of the `mmu` line (0 when the file has none and runs native).
     public var mmuLine: Int
 
+    /// The second-stage format of the scenario's L1 hypervisor, nil when it has none.
+    public var nestedFormat: TDPFormat? {
+        for command in commands {
+            if case .enterNested(let entry) = command.action, let stage = entry.secondStage {
+                if case .npt = stage { return .npt } else { return .ept }
+            }
+        }
+        return nil
+    }
+
     public init(fileName: String, machine: MachineConfiguration, mmu: MMUConfiguration, commands: [Command], mmuLine: Int = 0) {
         self.fileName = fileName
         self.machine = machine
@@ -112,8 +122,51 @@ public enum Action: Sendable, Equatable {
     /// `read`, `write`, `fetch` (observable).
     case access(AccessCommand)
 
+    /// `nested npt ncr3=ADDR mode=MODE [flush]`, `nested ept eptp=VALUE [flush]`,
+    /// `nested flush`: the L1 hypervisor (re)enters L2 on the current vCPU.
+    case enterNested(NestedEntry)
+
     /// `expect …`: checks the previous observable command.
     case expect(Expectation)
+}
+
+/// A nested VM entry by the L1 hypervisor: the second stage it gives L2, and
+/// whether it asks for a TLB flush.
+public struct NestedEntry: Sendable, Equatable {
+    /// nil for `nested flush`: the same second stage as before.
+    public var secondStage: SecondStage?
+    public var flush: Bool
+
+    public enum SecondStage: Sendable, Equatable {
+        /// AMD nested paging: nCR3, and L1's own paging mode, which gives the
+        /// nested tables their format.
+        case npt(ncr3: UInt64, mode: L1PagingMode)
+        /// Intel EPT: the EPT pointer (levels in bits 5:3, A/D enable in bit 6).
+        case ept(eptp: UInt64)
+    }
+
+    public init(secondStage: SecondStage?, flush: Bool) {
+        self.secondStage = secondStage
+        self.flush = flush
+    }
+}
+
+/// The paging mode an L1 hypervisor runs in (`nested npt mode=`).
+public enum L1PagingMode: String, Sendable, Equatable, CaseIterable {
+    case bits32 = "32-bit"
+    case pae
+    case level4 = "4-level"
+    case level5 = "5-level"
+
+    /// Paging levels of L1's nested tables.
+    public var levels: Int {
+        switch self {
+        case .bits32: 2
+        case .pae: 3
+        case .level4: 4
+        case .level5: 5
+        }
+    }
 }
 
 public enum DirtyLogAction: String, Sendable, Equatable {
@@ -164,4 +217,8 @@ public enum Expectation: Sendable, Equatable {
     case gp
     /// The previous `peek` (or `read`) produced this value.
     case value(UInt64)
+    /// An L2 access ended in a fault delivered to L1: `npf`, `ept-violation`
+    /// or `ept-misconfig`, optionally at this L2-physical address and with
+    /// this EXITINFO1 / exit qualification.
+    case nestedFault(kind: String, gpa: UInt64?, info: UInt64?)
 }

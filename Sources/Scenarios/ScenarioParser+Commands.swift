@@ -1,3 +1,5 @@
+import X86Paging
+
 extension ScenarioParser.LineReader {
     /// Every command after the setup lines. `earlier` is what an `expect`
     /// looks back through.
@@ -60,6 +62,9 @@ extension ScenarioParser.LineReader {
         case "read", "write", "fetch":
             return .access(try access())
 
+        case "nested":
+            return .enterNested(try nestedEntry(machine: machine))
+
         default:
             return .expect(try expectation(earlier: earlier))
         }
@@ -101,6 +106,42 @@ extension ScenarioParser.LineReader {
             let operation = try word(["start", "stop", "read"], after: "dirty-log")
             _ = try options(of: "dirty-log \(operation.text)")
             return .hostDirtyLog(DirtyLogAction(rawValue: operation.text) ?? .read)
+        }
+    }
+
+    /// `nested npt ncr3=ADDR mode=MODE [flush]`, `nested ept eptp=VALUE [flush]`, `nested flush`.
+    private mutating func nestedEntry(machine: MachineConfiguration) throws(ScenarioError) -> NestedEntry {
+        let kind = try word(["npt", "ept", "flush"], after: "nested")
+        switch kind.text {
+        case "flush":
+            _ = try options(of: "nested flush")
+            return NestedEntry(secondStage: nil, flush: true)
+        case "npt":
+            let options = try options(["ncr3", "mode"], flags: ["flush"], of: "nested npt", usage: "ncr3=ADDR, mode=32-bit|pae|4-level|5-level or flush")
+            guard let ncr3Token = options.value("ncr3") else {
+                throw error("expected 'ncr3=ADDR' (the root of L1's nested page tables) after 'nested npt'", at: kind.column)
+            }
+            let ncr3 = try value(of: ncr3Token, "a hexadecimal address for 'ncr3='")
+            let modes = L1PagingMode.allCases.map(\.rawValue)
+            guard let modeName = try word(options, "mode", among: modes), let mode = L1PagingMode(rawValue: modeName) else {
+                throw error("expected 'mode=32-bit|pae|4-level|5-level' (L1's paging mode, the nested tables' format) after 'nested npt'", at: kind.column)
+            }
+            return NestedEntry(secondStage: .npt(ncr3: ncr3, mode: mode), flush: options.has("flush"))
+        default:
+            let options = try options(["eptp"], flags: ["flush"], of: "nested ept", usage: "eptp=VALUE or flush")
+            guard let eptpToken = options.value("eptp") else {
+                throw error("expected 'eptp=VALUE' (the EPT pointer) after 'nested ept'", at: kind.column)
+            }
+            let eptp = try value(of: eptpToken, "a hexadecimal EPT pointer for 'eptp='")
+            let levels = EPTPointer(rawValue: eptp).levels
+            guard levels == 4 || levels == 5, eptp & 7 == 6 || eptp & 7 == 0,
+                  eptp & bitRange(63, machine.maxPhysicalAddressBits) == 0, eptp & bitRange(11, 7) == 0
+            else {
+                throw error(
+                    expected: "an EPT pointer a VM entry accepts (memory type 0 or 6 in bits 2:0, 4 or 5 levels in bits 5:3, no reserved bits)",
+                    found: eptpToken)
+            }
+            return NestedEntry(secondStage: .ept(eptp: eptp), flush: options.has("flush"))
         }
     }
 

@@ -37,7 +37,7 @@ extension ScenarioParser.LineReader {
     /// observable command before it (other commands in between are skipped;
     /// several expects may check the same command).
     mutating func expectation(earlier: [Command]) throws(ScenarioError) -> Expectation {
-        let kind = try next("'ok', 'fault', 'gp' or 'value=VALUE' after 'expect'")
+        let kind = try next("'ok', 'fault', 'gp', 'npf', 'ept-violation', 'ept-misconfig' or 'value=VALUE' after 'expect'")
         guard let (target, targetLine) = Self.latestObservable(in: earlier) else {
             throw error("'expect' needs an earlier read, write, fetch, peek or register write", at: command.column)
         }
@@ -75,9 +75,20 @@ extension ScenarioParser.LineReader {
             _ = try options(of: "expect gp")
             return .gp
 
+        case "npf", "ept-violation", "ept-misconfig":
+            let infoKey = kind.text == "npf" ? "info" : "qualification"
+            let keys = kind.text == "ept-misconfig" ? ["gpa"] : ["gpa", infoKey]
+            let options = try options(keys, of: "expect \(kind.text)", usage: keys.map { "\($0)=VALUE" }.joined(separator: " or "))
+            var gpa: UInt64?
+            if let token = options.value("gpa") { gpa = try value(of: token, "an L2-physical address for 'gpa='") }
+            var info: UInt64?
+            if let token = options.value(infoKey) { info = try value(of: token, "a value for '\(infoKey)='") }
+            try require(target.isAccess, "a read, write or fetch", before: "expect \(kind.text)", at: kind.column)
+            return .nestedFault(kind: kind.text, gpa: gpa, info: info)
+
         default:
             guard kind.text.hasPrefix("value=") else {
-                throw error(expected: "'ok', 'fault', 'gp' or 'value=VALUE' after 'expect'", found: kind)
+                throw error(expected: "'ok', 'fault', 'gp', 'npf', 'ept-violation', 'ept-misconfig' or 'value=VALUE' after 'expect'", found: kind)
             }
             let token = kind.suffix(after: "value=".count)
             let expected = try value(of: token, "a value for 'value='")

@@ -17,12 +17,12 @@ public enum ScenarioParser {
 
     /// Commands that act on a vCPU; `machine` and `mmu` must precede them.
     static let vcpuCommands: Set<String> = [
-        "cr0", "cr3", "cr4", "efer", "pkru", "rflags.ac", "invlpg", "flush", "vcpu", "read", "write", "fetch",
+        "cr0", "cr3", "cr4", "efer", "pkru", "rflags.ac", "invlpg", "flush", "vcpu", "read", "write", "fetch", "nested",
     ]
 
     static let commandNames = [
         "machine", "mmu", "poke", "store", "peek", "host", "cr0", "cr3", "cr4", "efer", "pkru", "rflags.ac",
-        "invlpg", "flush", "vcpu", "read", "write", "fetch", "expect",
+        "invlpg", "flush", "vcpu", "read", "write", "fetch", "nested", "expect",
     ]
 
     /// The file-level state: setup lines seen so far and the commands.
@@ -68,6 +68,35 @@ public enum ScenarioParser {
             }
         }
 
+        /// In a scenario with `nested` lines the vCPU commands are L2's: each
+        /// vCPU's first `nested` line (L1 entering L2) must come before them.
+        func checkNestedOrder() throws(ScenarioError) {
+            guard commands.contains(where: { if case .enterNested = $0.action { true } else { false } }) else { return }
+            var vcpu = 0
+            var inL2: Set<Int> = []
+            for command in commands {
+                switch command.action {
+                case .selectVCPU(let index):
+                    vcpu = index
+                case .enterNested(let entry):
+                    if entry.secondStage == nil, !inL2.contains(vcpu) {
+                        throw ScenarioError(
+                            file: fileName, line: command.line, column: 1,
+                            message: "expected 'nested npt …' or 'nested ept …' on vCPU \(vcpu) before 'nested flush' (L1 has not entered L2 yet)")
+                    }
+                    inL2.insert(vcpu)
+                case .writeRegister, .setAlignmentCheck, .invlpg, .flush, .access:
+                    if !inL2.contains(vcpu) {
+                        throw ScenarioError(
+                            file: fileName, line: command.line, column: 1,
+                            message: "expected a 'nested' line on vCPU \(vcpu) before '\(command.action.name)': in a nested scenario the vCPU commands are the L2 guest's")
+                    }
+                default:
+                    break
+                }
+            }
+        }
+
         func finish() throws(ScenarioError) -> Scenario {
             guard let machine else {
                 throw ScenarioError(
@@ -75,6 +104,7 @@ public enum ScenarioParser {
                     message: "expected a 'machine' line before the first command, found end of file"
                 )
             }
+            try checkNestedOrder()
             return Scenario(
                 fileName: fileName,
                 machine: machine.configuration,

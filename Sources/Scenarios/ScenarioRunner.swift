@@ -29,9 +29,13 @@ public final class ScenarioRunner {
     }
 
     static func makeMachine(for scenario: Scenario) throws(ScenarioError) -> any GuestMachine {
+        try checkNested(scenario)
         switch scenario.mmu {
         case .native:
-            return NativeMachine(configuration: scenario.machine)
+            // An L2 under AMD nested paging runs on an AMD CPU (PDPTEs never latched).
+            let amd = scenario.nestedFormat == .npt
+            let model = CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits, vendor: amd ? .amd : .intel, latchesPDPTEs: !amd)
+            return NativeMachine(configuration: scenario.machine, model: model)
         case .shadow(let host), .tdp(_, _, let host):
             if host == .pae32, let line = scenario.commands.first(where: { $0.action.entersLongMode }) {
                 throw ScenarioError(
@@ -44,6 +48,42 @@ public final class ScenarioRunner {
                     message: "expected at most 4G of guest memory under '\(scenario.mmu)' (3-level nested tables map 4 GiB), found memory=\(scenario.machine.memorySize >> 20)M")
             }
             return HypervisorMachine(configuration: scenario.machine, host: host, mode: HypervisorMachine.mode(for: scenario.mmu)!)
+        }
+    }
+
+    /// A nested scenario needs an L0 that can run its L1: TDP of the same
+    /// vendor (L0 offers nested paging only with TDP of its own) and paging
+    /// hardware with at least L1's levels.
+    static func checkNested(_ scenario: Scenario) throws(ScenarioError) {
+        var format: TDPFormat?
+        for command in scenario.commands {
+            guard case .enterNested(let entry) = command.action, let stage = entry.secondStage else { continue }
+            func refuse(_ message: String) -> ScenarioError {
+                ScenarioError(file: scenario.fileName, line: command.line, column: 1, message: message)
+            }
+            let (kind, levels): (TDPFormat, Int) = switch stage {
+            case .npt(_, let mode): (.npt, mode.levels)
+            case .ept(let eptp): (.ept, EPTPointer(rawValue: eptp).levels)
+            }
+            if let format, format != kind {
+                throw refuse("expected 'nested \(format)' like the scenario's earlier nested lines, found 'nested \(kind)' (an L1 runs on an AMD or an Intel CPU, not both)")
+            }
+            format = kind
+            switch scenario.mmu {
+            case .native:
+                break
+            case .shadow:
+                throw refuse("expected 'mmu tdp format=\(kind) …' for a nested scenario, found '\(scenario.mmu)' (L0 offers nested paging to L1 only when it uses TDP itself)")
+            case .tdp(let l0Format, let l0Levels, let host):
+                if l0Format != kind {
+                    throw refuse("expected 'mmu tdp format=\(kind)' for an L1 using \(kind == .npt ? "AMD nested paging" : "Intel EPT"), found '\(scenario.mmu)'")
+                }
+                let hostLevels = host == .pae32 ? 3 : l0Levels
+                let supported = kind == .npt ? (hostLevels == 3 ? 3 : hostLevels) : l0Levels
+                if levels > supported {
+                    throw refuse("expected an L1 whose nested tables have at most \(supported) levels under '\(scenario.mmu)', found \(levels) (the L0 host cannot offer them)")
+                }
+            }
         }
     }
 
@@ -121,6 +161,8 @@ public final class ScenarioRunner {
             currentVCPU = index
         case .access(let access):
             observed(.access(access, machine.access(vcpu: vcpu, access)))
+        case .enterNested(let entry):
+            machine.enterNested(vcpu: vcpu, entry)
         case .expect(let expectation):
             if let failure = check(expectation, line: command.line) { expectationFailed(failure) }
         }
@@ -155,6 +197,12 @@ public final class ScenarioRunner {
             case .access(_, .generalProtection), .registerWrite(_, accepted: false): return nil
             default: return failure("gp")
             }
+        case .nestedFault(let kind, let gpa, let info):
+            let expected = kind + (gpa.map { " gpa=\($0.hex)" } ?? "") + (info.map { " info=\($0.hex)" } ?? "")
+            guard case .access(_, .nestedFault(let fault)) = event, fault.result == kind,
+                  gpa == nil || gpa == fault.guestPhysicalAddress, info == nil || info == fault.information
+            else { return failure(expected) }
+            return nil
         case .value(let value):
             switch event {
             case .peek(_, let actualValue) where actualValue == value: return nil
@@ -209,6 +257,7 @@ extension Action {
         case .flush: "flush"
         case .selectVCPU: "vcpu"
         case .access(let access): access.kind.rawValue
+        case .enterNested: "nested"
         case .expect: "expect"
         }
     }

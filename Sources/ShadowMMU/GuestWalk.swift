@@ -17,9 +17,33 @@ public struct GuestWalk: WalkTracer {
     /// Level of the leaf (1 = 4 KiB page); 0 until the walk maps a page.
     public var leafLevel = 0
     var hasExecuteDisable = true
+    /// The walked tables are EPT tables (an L1 hypervisor's, shadowed for L2).
+    var eptEntries = false
+    /// PAE paging: a level-3 entry is a PDPTE, which has no R/W, U/S or XD
+    /// bits and restricts nothing (read from memory on every walk when the
+    /// PDPTEs are not latched, as for an AMD L1's nested tables).
+    var pdptes = false
 
     public init(guestMode: PagingMode) {
         hasExecuteDisable = guestMode != .bits32
+        pdptes = guestMode == .pae
+    }
+
+    /// A walk of an L1 hypervisor's nested tables: EPT entries, or NPT
+    /// entries in the format of L1's own paging mode.
+    public init(nested: NestedPaging) {
+        switch nested {
+        case .ept: eptEntries = true
+        case .npt(let l1):
+            hasExecuteDisable = l1.mode != .bits32
+            pdptes = l1.mode == .pae
+        }
+    }
+
+    /// The rights one entry grants, in KVM's encoding; for EPT, readable
+    /// stands where user would be (KVM's shadow EPT does the same).
+    func rights(of entry: UInt64) -> AccessRights {
+        eptEntries ? AccessRights(eptEntry: entry) : AccessRights(guestEntry: entry, hasExecuteDisable: hasExecuteDisable)
     }
 
     public mutating func record(_ step: WalkStep) {
@@ -30,8 +54,10 @@ public struct GuestWalk: WalkTracer {
         entries[step.level] = step.entry
         if case .pdpteRegister = step.source {
             entryRights[step.level] = AccessRights.all.rawValue
+        } else if pdptes, step.level == 3 {
+            entryRights[step.level] = AccessRights.all.rawValue
         } else {
-            entryRights[step.level] = AccessRights(guestEntry: step.entry, hasExecuteDisable: hasExecuteDisable).rawValue
+            entryRights[step.level] = rights(of: step.entry).rawValue
         }
         switch step.decision {
         case .nextTable(let table): tableGFN[step.level - 1] = table >> 12

@@ -5,6 +5,9 @@ import X86Paging
 public enum MMUEvent: Sendable {
     /// The hypervisor's walk of the guest's own tables (KVM's `FNAME(walk_addr)`).
     case guestWalk(WalkTrace, mode: PagingMode)
+    /// The hypervisor's walk of an L1 hypervisor's nested tables for an
+    /// L2-physical address (the nested MMU's `walk_addr`).
+    case nestedWalk(WalkTrace, paging: NestedPaging)
     /// A shadow page found in the hash (or the vCPU's local page) and used.
     case pageFound(level: Int, gfn: UInt64, role: PageRole, local: Bool)
     /// A shadow page created.

@@ -37,6 +37,13 @@ public struct MMUStatistics: Hashable, Sendable {
     public var fastZaps = 0
     /// Guest stores delivered to a frame the hypervisor tracks.
     public var trappedStores = 0
+    /// Second-stage faults taken while a vCPU ran an L2 guest on the shadow of
+    /// its L1 hypervisor's nested tables, and those reflected to L1 (its own
+    /// tables deny the access: #NPF or EPT violation/misconfiguration).
+    public var nestedExits = 0
+    public var nestedFaultsReflected = 0
+    /// Local level-3 entries re-pointed because an L1's nPDPTE changed.
+    public var nestedPDPTERepoints = 0
 
     public init() {}
 
@@ -54,6 +61,8 @@ public struct MMUStatistics: Hashable, Sendable {
             ("cached_root_misses", cachedRootMisses), ("roots_loaded", rootsLoaded),
             ("remote_tlb_flushes", remoteTLBFlushes), ("invlpg", invlpgs), ("guest_tlb_flushes", guestTLBFlushes),
             ("fast_zaps", fastZaps), ("trapped_stores", trappedStores),
+            ("nested_exits", nestedExits), ("nested_faults_reflected", nestedFaultsReflected),
+            ("nested_pdpte_repoints", nestedPDPTERepoints),
         ]
     }
 }

@@ -22,6 +22,17 @@ public struct AccessRights: OptionSet, Hashable, Sendable, CustomStringConvertib
         self = rights
     }
 
+    /// The rights of an EPT entry: read as `user`, write, execute (KVM's shadow
+    /// EPT encoding, in which `ACC_USER_MASK` means readable).
+    @inlinable
+    public init(eptEntry entry: UInt64) {
+        var rights: AccessRights = []
+        if entry & 1 != 0 { rights.insert(.user) }
+        if entry & 2 != 0 { rights.insert(.write) }
+        if entry & 4 != 0 { rights.insert(.execute) }
+        self = rights
+    }
+
     public var description: String {
         (contains(.user) ? "u" : "-") + (contains(.write) ? "w" : "-") + (contains(.execute) ? "x" : "-")
     }

@@ -64,15 +64,15 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
     }
 
     /// A 4 KiB leaf mapping host frame `frame` with `access`. In EPT format
-    /// read is always granted (ACC_USER means readable there), execute as
-    /// `access` says, write-back memory type.
+    /// `user` grants read (KVM's shadow EPT encoding: ACC_USER means readable;
+    /// a TDP map has every right), execute as `access` says, write-back memory type.
     public static func leaf(
         frame: UInt64, access: AccessRights, writable: Bool, mmuWritable: Bool, protectionKey: Int, format: SPTEFormat = .x86,
         large: Bool = false
     ) -> SPTE {
         let size = large ? pageSize : 0
         if format == .ept {
-            var value = frame << 12 | 0x1 | 6 << 3 | shadowPresent | size
+            var value = frame << 12 | (access.contains(.user) ? 0x1 : 0) | 6 << 3 | shadowPresent | size
             if access.contains(.execute) { value |= 0x4 }
             if writable { value |= self.writable }
             if mmuWritable { value |= eptMMUWritable }
@@ -97,7 +97,12 @@ public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
     public var mmioGFN: UInt64 { (rawValue & Self.addressMask) >> 12 }
     public var mmioGeneration: UInt64 { rawValue >> Self.mmioGenerationShift & Self.mmioGenerationMask }
 
-    /// The rights a leaf grants.
+    /// The rights a leaf in `format` grants (for EPT, readable as `user`).
+    public func access(_ format: SPTEFormat) -> AccessRights {
+        format == .ept ? AccessRights(eptEntry: rawValue) : access
+    }
+
+    /// The rights an x86-format leaf grants.
     public var access: AccessRights {
         var rights: AccessRights = []
         if rawValue & Self.writable != 0 { rights.insert(.write) }

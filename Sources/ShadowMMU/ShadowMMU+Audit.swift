@@ -28,7 +28,7 @@ extension ShadowMMU {
 
         let owners = Dictionary(grouping: pageByFrame.values.filter(\.isLocal), by: { $0.owner! })
         for (owner, pages) in owners {
-            for page in pages where !isReachable(page, from: contexts[owner].root) {
+            for page in pages where !isReachable(page, from: contexts[owner].root) && !isReachable(page, from: nestedContexts[owner]?.root) {
                 fail("local page at frame \(page.frame.hex) of vCPU \(owner) is not on its root path")
             }
         }
@@ -59,7 +59,7 @@ extension ShadowMMU {
 
         // No loaded root reaches a freed frame; no freed frame was ever read.
         if host.poisonedReads > 0 { fail("\(host.poisonedReads) reads of freed host frames") }
-        for context in contexts {
+        for context in allContexts {
             for root in [context.root].compactMap({ $0 }) + context.cachedRoots {
                 var stack = [root]
                 while let page = stack.popLast() {
@@ -104,8 +104,8 @@ extension ShadowMMU {
                 let page = page(holding: sptep)
                 var allowed = page.role.access
                 if !page.role.cr0WP { allowed.insert(.write) }  // CR0.WP=0 emulation: W without U
-                if !spte.access.isSubset(of: allowed) {
-                    fail("spte \(sptep.hex) grants \(spte.access), more than its page's \(page.role.access)")
+                if !spte.access(spteFormat).isSubset(of: allowed) {
+                    fail("spte \(sptep.hex) grants \(spte.access(spteFormat)), more than its page's \(page.role.access)")
                 }
             }
         }

@@ -28,6 +28,11 @@ extension ShadowMMU {
         contexts[vcpu].root.map(dump)
     }
 
+    /// The root of `vcpu`'s nested context (the shadow of its L1's nested tables).
+    public func dumpNestedRoot(vcpu: Int) -> ShadowTableDump? {
+        nestedContexts[vcpu]?.root.map(dump)
+    }
+
     func dump(_ page: ShadowPage) -> ShadowTableDump {
         var entries: [(index: Int, entry: ShadowTableDump.Entry)] = []
         for index in 0..<512 {

@@ -13,6 +13,9 @@ public enum FaultOutcome: Hashable, Sendable {
     /// write to a guest page table it write-protects (the caller writes guest
     /// memory and reports it with `trackWrite`).
     case emulate(gpa: UInt64, mmio: Bool)
+    /// L1's own nested tables deny an L2 access: reflect the #NPF or EPT
+    /// violation/misconfiguration to L1 (a nested VM exit).
+    case reflectNestedFault(NestedFault)
 }
 
 /// How installing a leaf spte ended (`mmu_set_spte`).
@@ -130,7 +133,7 @@ extension ShadowMMU {
     ) -> SetSPTEResult {
         guard var page = context.root else { preconditionFailure("fault on vCPU \(context.vcpu) with no root loaded") }
         // Shadow tables are indexed by the guest's linear address, TDP tables by the guest-physical one.
-        let linear = mode.isTDP ? address : context.registers.linearAddress(address)
+        let linear = context.tableIndex(address, tdp: mode.isTDP)
         var level = page.role.level
         while level > goalLevel {
             page.writeFloodingCount = 0
@@ -142,6 +145,17 @@ extension ShadowMMU {
             if spte.isShadowPresent, spte.isLeaf(atLevel: level) {
                 // A huge mapping where a table is now wanted (dirty logging maps 4 KiB pages).
                 dropLeaf(page, index)
+                flushRemoteTLBs()
+            } else if spte.isShadowPresent, let existing = child(of: spte),
+                      page.isLocal, level == 3, context.checksNestedPDPTEs, !regressions.contains(.staleNPTPDPTE),
+                      existing.gfn != walk.tableGFN[childLevel] {
+                // L1 changed the nPDPTE since this entry was linked: nPDPTEs are
+                // read on every nested walk, never latched, and the 32-byte PDPT
+                // cannot be write-protected. Re-point the entry at the shadow of
+                // the page directory the walk just used (the series' fix).
+                statistics.nestedPDPTERepoints += 1
+                events?.append(.note("the nPDPTE for this GiB now names page directory \((walk.tableGFN[childLevel] << 12).hex), not \((existing.gfn << 12).hex): the local level-3 entry is re-pointed"))
+                unlinkChild(existing, from: sptep)
                 flushRemoteTLBs()
             } else if spte.isShadowPresent, let existing = child(of: spte) {
                 if indirect || existing.role.access == access {
@@ -312,7 +326,7 @@ extension ShadowMMU {
 
     /// The spte that maps `address` at level 1, if the shadow path reaches one.
     func leafSPTE(_ context: Context, _ address: UInt64) -> SPTE? {
-        let linear = context.registers.linearAddress(address)
+        let linear = context.tableIndex(address, tdp: mode.isTDP)
         var page = context.root
         while let current = page {
             let spte = SPTE(rawValue: host.entry(current.spteAddress(Int(linear >> UInt64(12 + 9 * (current.role.level - 1)) & 511))))
@@ -324,7 +338,7 @@ extension ShadowMMU {
 
     /// Resets the write-flooding counters of the pages on `address`'s shadow path.
     func clearFloodCounters(_ context: Context, _ address: UInt64) {
-        let linear = context.registers.linearAddress(address)
+        let linear = context.tableIndex(address, tdp: mode.isTDP)
         var page = context.root
         while let current = page {
             current.writeFloodingCount = 0

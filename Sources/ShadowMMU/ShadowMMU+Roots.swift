@@ -5,13 +5,21 @@ extension ShadowMMU {
     /// building a new one if it has none or its root became obsolete (zapped,
     /// or from before a fast zap).
     @discardableResult
-    public func loadRoot(vcpu: Int) -> ShadowPage {
-        let context = contexts[vcpu]
+    public func loadRoot(vcpu: Int) -> ShadowPage { loadRoot(contexts[vcpu]) }
+
+    /// The same for the vCPU's nested context, while it runs L2.
+    @discardableResult
+    public func loadNestedRoot(vcpu: Int) -> ShadowPage {
+        guard let context = nestedContexts[vcpu] else { preconditionFailure("vCPU \(vcpu) has not entered L2") }
+        return loadRoot(context)
+    }
+
+    func loadRoot(_ context: Context) -> ShadowPage {
         freeObsoleteRoots(context)
         if let root = context.root { return root }
         makeMMUPagesAvailable()
         let role = context.rootRole
-        let gfn = role.direct || context.usingLocalRootPage ? 0 : context.registers.rootTableAddress >> 12
+        let gfn = role.direct || context.usingLocalRootPage ? 0 : context.pgd >> 12
         let root = shadowPage(context, gfn: gfn, role: role)
         if root.isLocal {
             statistics.localRootsCreated += 1
@@ -19,7 +27,7 @@ extension ShadowMMU {
             root.rootCount += 1
         }
         context.root = root
-        context.rootPGD = context.registers.rootTableAddress
+        context.rootPGD = context.pgd
         statistics.rootsLoaded += 1
         syncRoots(context)
         return root
@@ -85,7 +93,7 @@ extension ShadowMMU {
     /// drop the least recently used. Local roots are never cached: they are
     /// freed, and the next entry builds a new one.
     func newPGD(_ context: Context) {
-        let pgd = context.registers.rootTableAddress
+        let pgd = context.pgd
         if context.usingLocalRootPage {
             freeRoots(context, current: true, previous: false)
             return
@@ -183,10 +191,11 @@ extension ShadowMMU {
 
     /// The guest flushed its TLB (`kvm_vcpu_flush_tlb_guest`): sync the current
     /// root and free cached roots that have unsync pages.
-    public func flushGuestTLB(vcpu: Int) {
-        let context = contexts[vcpu]
+    public func flushGuestTLB(vcpu: Int) { flushGuestTLB(contexts[vcpu]) }
+
+    func flushGuestTLB(_ context: Context) {
         statistics.guestTLBFlushes += 1
-        guard !mode.isTDP else { return }
+        guard !context.rootRole.direct else { return }
         syncRoots(context)
         for index in 0..<context.previousRoots.count {
             if let cached = context.previousRoots[index], cached.page.unsync || cached.page.unsyncChildren > 0 {

@@ -99,19 +99,12 @@ extension ShadowMMU {
         guard spte.rawValue != 0 else { return false }
         let fourByte = page.role.hasFourByteGPTE
         let gpte = memory.load(guestEntryAddress(page, index), width: fourByte ? 4 : 8)
-        let registers = context.registers
-        var reserved: UInt64 = 0
-        if !fourByte {
-            reserved = Walker.reservedBits(
-                mode: registers.mode == .bits32 ? .pae : registers.mode, level: 1, large: false, model: registers.model,
-                executeDisableEnabled: registers.executeDisableEnabled)
-        }
         // Not present, never accessed, or reserved bits: drop (`prefetch_invalid_gpte`).
-        guard gpte & 1 != 0, gpte & 0x20 != 0, gpte & reserved == 0 else {
+        guard let leaf = guestLeaf(context, gpte, fourByte: fourByte) else {
             zapSPTE(page, index)
             return true
         }
-        let gfn = fourByte ? (gpte & 0xffff_f000) >> 12 : (gpte & bitRange(registers.maxPhysicalAddressBits - 1, 12)) >> 12
+        let gfn = leaf.gfn
         if spte.isMMIO {
             if spte.mmioGFN == gfn, memory.slot(for: gfn) == nil { return false }
             host.setEntry(sptep, 0)
@@ -121,16 +114,42 @@ extension ShadowMMU {
             zapSPTE(page, index)
             return true
         }
-        var access = page.role.access.intersection(AccessRights(guestEntry: gpte, hasExecuteDisable: !fourByte))
-        if gpte & 0x40 == 0 { access.remove(.write) }
-        let key = context.rootRole.level >= 4 ? Int(gpte >> 59 & 0xf) : 0
+        var access = page.role.access.intersection(leaf.access)
+        if !leaf.dirty { access.remove(.write) }
         let (new, _) = makeSPTE(
-            gfn: gfn, frame: slot.hostFrame(of: gfn), access: access, protectionKey: key,
+            gfn: gfn, frame: slot.hostFrame(of: gfn), access: access, protectionKey: leaf.protectionKey,
             oldWritable: spte.isWritable, synchronizing: true)
         let hardwareBits = SPTE.accessed | SPTE.dirty
         guard new.rawValue & ~hardwareBits != spte.rawValue & ~hardwareBits else { return false }
         host.setEntry(sptep, new.rawValue)
-        return spte.isWritable && !new.isWritable || !spte.access.isSubset(of: new.access)
+        return spte.isWritable && !new.isWritable || !spte.access(spteFormat).isSubset(of: new.access(spteFormat))
+    }
+
+    /// What a guest leaf entry (a 4 KiB page's) maps, as sync reads it; nil
+    /// when it may not be prefetched: not present, never accessed, reserved
+    /// bits (or, for EPT, a misconfiguration).
+    func guestLeaf(_ context: Context, _ gpte: UInt64, fourByte: Bool) -> (gfn: UInt64, access: AccessRights, dirty: Bool, protectionKey: Int)? {
+        if case .ept(let eptp, let bits) = context.nested {
+            let accessedDirty = eptp.accessedDirtyEnabled
+            guard gpte & 7 != 0, gpte & 3 != 2, gpte & 7 != 4, ![2, 3, 7].contains(gpte >> 3 & 7),
+                  gpte & EPTWalker.reservedBits(level: 1, large: false, maxPhysicalAddressBits: bits) == 0,
+                  !accessedDirty || gpte & EPTEntry.accessed.rawValue != 0
+            else { return nil }
+            let dirty = !accessedDirty || gpte & EPTEntry.dirty.rawValue != 0
+            return ((gpte & bitRange(bits - 1, 12)) >> 12, AccessRights(eptEntry: gpte), dirty, 0)
+        }
+        let registers = context.registers
+        var reserved: UInt64 = 0
+        if !fourByte {
+            reserved = Walker.reservedBits(
+                mode: registers.mode == .bits32 ? .pae : registers.mode, level: 1, large: false, model: registers.model,
+                executeDisableEnabled: registers.executeDisableEnabled)
+        }
+        guard gpte & 1 != 0, gpte & 0x20 != 0, gpte & reserved == 0 else { return nil }
+        let gfn = fourByte ? (gpte & 0xffff_f000) >> 12 : (gpte & bitRange(registers.maxPhysicalAddressBits - 1, 12)) >> 12
+        // Protection keys are not part of nested tables.
+        let key = context.rootRole.level >= 4 && context.nested == nil ? Int(gpte >> 59 & 0xf) : 0
+        return (gfn, AccessRights(guestEntry: gpte, hasExecuteDisable: !fourByte), gpte & 0x40 != 0, key)
     }
 
     /// INVLPG (`kvm_mmu_invlpg`): in the current and cached roots, resync the

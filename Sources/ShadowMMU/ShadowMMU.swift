@@ -47,6 +47,11 @@ public final class ShadowMMU {
     // The MMU is driven by one thread at a time; its hot state skips Swift's
     // dynamic exclusivity checks, which cost about a third of a fault.
     @exclusivity(unchecked) public internal(set) var contexts: [Context]
+    /// Per vCPU, the MMU that shadows an L1 hypervisor's nested tables while
+    /// the vCPU runs L2 (KVM's `guest_mmu`); created at the first nested entry.
+    @exclusivity(unchecked) public internal(set) var nestedContexts: [Context?]
+    /// Known bugs switched back on, to show that the checker catches them.
+    public var regressions: Set<Regression> = []
     @exclusivity(unchecked) public internal(set) var statistics = MMUStatistics()
     /// Called whenever translations cached by any vCPU's hardware may be stale
     /// (KVM's `kvm_flush_remote_tlbs`): the machine flushes every hardware TLB
@@ -90,7 +95,11 @@ public final class ShadowMMU {
         self.mode = mode
         if case .tdp(let format, _) = mode { spteFormat = format } else { spteFormat = .x86 }
         contexts = (0..<vcpuCount).map { Context(vcpu: $0, registers: ControlRegisters(model: guestModel), mode: mode) }
+        nestedContexts = Array(repeating: nil, count: vcpuCount)
     }
+
+    /// Every context: each vCPU's root MMU and, once it ran L2, its nested one.
+    public var allContexts: [Context] { contexts + nestedContexts.compactMap { $0 } }
 
     /// Per-vCPU MMU state (KVM's `struct kvm_mmu` for the vCPU's root MMU).
     public final class Context {
@@ -106,6 +115,28 @@ public final class ShadowMMU {
         @exclusivity(unchecked) var previousRoots: [(pgd: UInt64, page: ShadowPage)?] = [nil, nil, nil]
         /// Backing frame of local PAE roots, below 4 GiB; allocated when first needed.
         public internal(set) var paeRootFrame: UInt64?
+        /// For a nested context: the L1 hypervisor's second stage being shadowed.
+        /// `registers` then hold L1's paging mode (NPT) and the guest walk is a
+        /// walk of L1's nested tables, indexed by L2-physical address.
+        public internal(set) var nested: NestedPaging?
+
+        /// The table the root shadows (KVM's `pgd`): the guest's CR3 table, or
+        /// L1's nCR3 / EPTP table.
+        var pgd: UInt64 { nested?.rootAddress ?? registers.rootTableAddress }
+
+        /// The address that indexes this context's tables: linear for shadow
+        /// paging, guest-physical for TDP and nested contexts.
+        func tableIndex(_ address: UInt64, tdp: Bool) -> UInt64 {
+            tdp || nested != nil ? address : registers.linearAddress(address)
+        }
+
+        /// The series' fault-time check of a local level-3 entry against the
+        /// nPDPTE just read applies here: shadow NPT for a PAE L1 only (for an
+        /// ordinary PAE guest the latched PDPTE registers win).
+        var checksNestedPDPTEs: Bool {
+            if case .npt = nested { return cpuRole.level == 3 && !cpuRole.base.hasFourByteGPTE }
+            return false
+        }
 
         init(vcpu: Int, registers: ControlRegisters, mode: MMUMode) {
             self.vcpu = vcpu

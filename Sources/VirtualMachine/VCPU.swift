@@ -20,6 +20,9 @@ public final class VCPU {
     @exclusivity(unchecked) var loadedRoot: Int?
     /// Under two-dimensional paging: the second stage loaded at the last entry.
     @exclusivity(unchecked) var nested: NestedPaging?
+    /// Set while the vCPU runs an L2 guest for an L1 hypervisor: L1's second
+    /// stage (its nested tables), which L0 shadows. `registers` are then L2's.
+    @exclusivity(unchecked) public internal(set) var l1Paging: NestedPaging?
     @exclusivity(unchecked) public internal(set) var entries = 0
     @exclusivity(unchecked) public internal(set) var hardwareWalks = 0
 

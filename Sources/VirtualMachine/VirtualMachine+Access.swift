@@ -1,6 +1,20 @@
 import ShadowMMU
 import X86Paging
 
+/// Guest memory that remembers the stores made through it (an emulated
+/// walk's accessed/dirty updates), so that the MMU can see them.
+final class TrackedGuestMemory: PhysicalMemory {
+    let base: GuestMemory
+    var stores: [(UInt64, Int)] = []
+    init(_ base: GuestMemory) { self.base = base }
+    var size: UInt64 { base.size }
+    func load(_ address: UInt64, width: Int) -> UInt64 { base.load(address, width: width) }
+    func store(_ address: UInt64, width: Int, _ value: UInt64) {
+        base.store(address, width: width, value)
+        stores.append((address, width))
+    }
+}
+
 /// The guest-visible end of one access.
 public enum GuestAccessResult: Hashable, Sendable {
     /// Completed at guest physical address `gpa`; a read reports `value`.
@@ -9,6 +23,9 @@ public enum GuestAccessResult: Hashable, Sendable {
     case pageFault(PageFaultErrorCode)
     /// A #GP delivered to the guest (non-canonical address).
     case generalProtection
+    /// An L2 access that L1's nested tables deny: a nested page fault or EPT
+    /// violation/misconfiguration delivered to the L1 hypervisor.
+    case nestedFault(NestedFault)
 }
 
 /// What happened inside one access, for explanations.
@@ -24,7 +41,7 @@ public enum HardwareEvent: Sendable {
     /// A two-dimensional walk, with the memory references it made.
     case twoDimensionalWalk(references: Int)
     /// A second-stage fault: an exit to the hypervisor, and what it did.
-    case nestedExit(NestedFault, outcome: FaultOutcome)
+    case nestedExit(NestedFault, outcome: FaultOutcome, steps: [MMUEvent])
 }
 
 extension VirtualMachine {
@@ -107,6 +124,8 @@ extension VirtualMachine {
                     return .pageFault(guestCode)
                 case .emulate(let gpa, let mmio):
                     return emulate(access, gpa: gpa, mmio: mmio, width: width, value: value)
+                case .reflectNestedFault:
+                    preconditionFailure("shadow paging has no L1")
                 }
             }
         }
@@ -122,9 +141,11 @@ extension VirtualMachine {
         _ vcpu: VCPU, _ address: UInt64, _ linear: UInt64, _ access: MemoryAccess, width: Int, value: UInt64?,
         events: inout [HardwareEvent]?
     ) -> GuestAccessResult {
+        let nestedSpace = vcpu.l1Paging != nil
         for _ in 0..<Self.exitLimit {
             let guest = enter(vcpu)
-            if let entry = vcpu.tlb.lookup(linear, pcid: guest.pcid) {
+            // An L2's translations are not cached: each access walks (a CPU may always do so).
+            if !nestedSpace, let entry = vcpu.tlb.lookup(linear, pcid: guest.pcid) {
                 if entry.permits(access, under: guest) {
                     counters.hardwareTLBHits += 1
                     let hpa = entry.physicalAddress(of: linear)
@@ -137,8 +158,8 @@ extension VirtualMachine {
             vcpu.hardwareWalks += 1
             var references = 0
             let result = TwoDimensionalWalker.walk(
-                address, access, guest: guest, nested: vcpu.nested!, memory: host, guestMemorySize: memory.size,
-                references: &references)
+                address, access, guest: guest, nested: vcpu.nested!, memory: host,
+                guestMemorySize: nestedSpace ? Self.l2PhysicalSpace : memory.size, references: &references)
             counters.walkReferences += references
             events?.append(.twoDimensionalWalk(references: references))
             switch result {
@@ -149,6 +170,9 @@ extension VirtualMachine {
                 counters.guestPageFaults += 1
                 return .pageFault(code)
             case .translated(var translation, let hpa, let nestedShift, let nestedWritable):
+                if nestedSpace {
+                    return finishNested(access, l2Address: translation.physicalAddress, hpa: hpa, width: width, value: value)
+                }
                 // The combined translation: the smaller page, and a write must walk
                 // again (and meet the second stage) unless both stages allow it.
                 translation.physicalAddress = hpa
@@ -158,6 +182,24 @@ extension VirtualMachine {
                 // finds by the page size it was cached with.
                 if nestedShift >= translation.pageShift { vcpu.tlb.insert(translation, pcid: guest.pcid) }
                 return finishTwoDimensional(access, hpa: hpa, width: width, value: value)
+            case .nestedFault(let fault) where nestedSpace:
+                let faulting = fault.faultingAccess ?? NestedAccess(access.kind)
+                if events != nil { mmu.events = [] }
+                let outcome = mmu.nestedPageFault(vcpu: vcpu.index, address: fault.guestPhysicalAddress, access: faulting)
+                events?.append(.nestedExit(fault, outcome: outcome, steps: mmu.events ?? []))
+                mmu.events = nil
+                vcpu.requestReentry()
+                switch outcome {
+                case .fixed, .spurious:
+                    continue
+                case .reflectNestedFault(let l1Fault):
+                    counters.nestedFaultsToL1 += 1
+                    return .nestedFault(l1Fault)
+                case .emulate:
+                    return emulateNested(vcpu, address, access, width: width, value: value)
+                case .injectPageFault(let code):
+                    return .pageFault(code)
+                }
             case .nestedFault(let fault):
                 let write = switch fault.kind {
                 case .eptViolation(let qualification): qualification & 2 != 0
@@ -165,7 +207,7 @@ extension VirtualMachine {
                 case .nestedPageFault(let info): info & 2 != 0
                 }
                 let outcome = mmu.tdpPageFault(vcpu: vcpu.index, gpa: fault.guestPhysicalAddress, write: write)
-                events?.append(.nestedExit(fault, outcome: outcome))
+                events?.append(.nestedExit(fault, outcome: outcome, steps: []))
                 vcpu.requestReentry()
                 switch outcome {
                 case .fixed, .spurious:
@@ -174,11 +216,64 @@ extension VirtualMachine {
                     return emulate(access, gpa: gpa, mmio: true, width: width, value: value)
                 case .injectPageFault(let code):
                     return .pageFault(code)
+                case .reflectNestedFault:
+                    preconditionFailure("a TDP fault is never L1's")
                 }
             }
         }
         violations.append("vCPU \(vcpu.index): the access at \(address.hex) did not complete after \(Self.exitLimit) exits")
         return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+    }
+
+    /// An L2 access the hardware translated: L2-physical `l2Address`, living at `hpa`.
+    func finishNested(_ access: MemoryAccess, l2Address: UInt64, hpa: UInt64, width: Int, value: UInt64?) -> GuestAccessResult {
+        guard let l1Address = memory.guestAddress(ofHost: hpa) else {
+            violations.append("an L2 walk reached host address \(hpa.hex), outside guest memory")
+            return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+        }
+        guard case .completed(_, let read) = complete(access, gpa: l1Address, hpa: hpa, width: width, value: value) else {
+            preconditionFailure("a translated access completes")
+        }
+        return .completed(gpa: l2Address, value: read)
+    }
+
+    /// L0 performs an L2 access itself (its instruction emulator): the
+    /// two-dimensional walk in software over L2's and L1's tables in guest
+    /// memory, then the data access at the L1-physical address it reaches
+    /// (MMIO there reads all ones and drops writes). Every store it makes —
+    /// accessed/dirty flags and the data — is a guest write the MMU tracks.
+    func emulateNested(_ vcpu: VCPU, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64?) -> GuestAccessResult {
+        counters.nestedEmulations += 1
+        let tracked = TrackedGuestMemory(memory)
+        var references = 0
+        let result = TwoDimensionalWalker.walk(
+            address, access, guest: vcpu.registers, nested: vcpu.l1Paging!, memory: tracked, guestMemorySize: Self.l2PhysicalSpace,
+            references: &references)
+        for (gpa, width) in tracked.stores { mmu.trackWrite(gpa, width: width) }
+        switch result {
+        case .generalProtection:
+            counters.guestGeneralProtectionFaults += 1
+            return .generalProtection
+        case .guestPageFault(let code):
+            counters.guestPageFaults += 1
+            return .pageFault(code)
+        case .nestedFault(let fault):
+            counters.nestedFaultsToL1 += 1
+            return .nestedFault(fault)
+        case .translated(let translation, let l1Address, _, _):
+            switch access.kind {
+            case .read:
+                return .completed(gpa: translation.physicalAddress, value: memory.load(l1Address, width: width))
+            case .write:
+                if memory.contains(l1Address, width: width) {
+                    memory.store(l1Address, width: width, value ?? memory.load(l1Address, width: width))
+                    mmu.trackWrite(l1Address, width: width)
+                }
+                return .completed(gpa: translation.physicalAddress, value: nil)
+            case .fetch:
+                return .completed(gpa: translation.physicalAddress, value: nil)
+            }
+        }
     }
 
     func finishTwoDimensional(_ access: MemoryAccess, hpa: UInt64, width: Int, value: UInt64?) -> GuestAccessResult {

@@ -31,6 +31,10 @@ public final class VirtualMachine {
         public var vmEntries = 0
         /// Memory references made by two-dimensional walks (TDP).
         public var walkReferences = 0
+        /// L2 accesses that ended in a nested fault delivered to L1, and L2
+        /// accesses L0 emulated in software.
+        public var nestedFaultsToL1 = 0
+        public var nestedEmulations = 0
     }
 
     /// Raised for a machine that cannot exist.
@@ -72,7 +76,7 @@ public final class VirtualMachine {
         // Every event that changes or obsoletes the root (register writes, zaps,
         // fast zaps, remote flushes) requests a re-entry first.
         if let hardware = vcpu.hardware { return hardware }
-        let root = mmu.loadRoot(vcpu: vcpu.index)
+        let root = vcpu.l1Paging != nil ? mmu.loadNestedRoot(vcpu: vcpu.index) : mmu.loadRoot(vcpu: vcpu.index)
         if let hardware = vcpu.hardware, vcpu.loadedRoot == root.serial { return hardware }
         counters.vmEntries += 1
         vcpu.entries += 1
@@ -130,7 +134,13 @@ public final class VirtualMachine {
         let vcpu = vcpus[index]
         let old = vcpu.registers
         var new = old
-        guard case .accepted(let effects) = new.write(register, value, memory: memory) else {
+        let outcome = if let l1Paging = vcpu.l1Paging {
+            // An L2's PDPTEs load from L2-physical memory, through L1's nested tables.
+            new.write(register, value, memory: NestedGuestMemory(host: memory, nested: l1Paging, size: Self.l2PhysicalSpace))
+        } else {
+            new.write(register, value, memory: memory)
+        }
+        guard case .accepted(let effects) = outcome else {
             counters.rejectedRegisterWrites += 1
             return false
         }
@@ -149,6 +159,24 @@ public final class VirtualMachine {
         }
         vcpu.requestReentry()
         return true
+    }
+
+    // MARK: - Nested virtualization
+
+    /// L2-physical addresses span the whole physical-address width: only
+    /// L1's nested tables say which are mapped.
+    public static let l2PhysicalSpace: UInt64 = 1 << 52
+
+    /// The L1 hypervisor (re)enters L2 on `vcpu` with second stage `paging`
+    /// (VMRUN with nCR3 and L1's paging mode, or VM entry with an EPTP);
+    /// `flush`: with a TLB flush request (TLB_CONTROL, or INVEPT before it).
+    /// From here on the vCPU's registers and accesses are L2's.
+    public func enterNested(vcpu index: Int, paging: NestedPaging, flush: Bool) {
+        let vcpu = vcpus[index]
+        vcpu.l1Paging = paging
+        mmu.enterNested(vcpu: index, paging: paging, flush: flush)
+        vcpu.tlb.flushAll()
+        vcpu.requestReentry()
     }
 
     /// EFLAGS.AC.

@@ -83,15 +83,20 @@ public enum TwoDimensionalWalker {
 /// Guest-physical memory as a two-dimensional walk sees it: each load or
 /// store of a guest paging-structure entry is first translated through the
 /// second stage. The first second-stage fault stops the walk (the entry reads
-/// as not present) and is kept in `fault`.
-final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
+/// as not present) and is kept in `fault`. An entry the second stage places
+/// outside `host` memory reads as not present (as one outside guest memory
+/// does); stores there are dropped.
+///
+/// Also the view through which an Intel CPU loads a nested guest's PDPTE
+/// registers at MOV CR3 under EPT.
+public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
     let host: Host
     let nested: NestedPaging
-    let size: UInt64
-    var fault: NestedFault?
-    var references = 0
+    public let size: UInt64
+    public private(set) var fault: NestedFault?
+    public internal(set) var references = 0
 
-    init(host: Host, nested: NestedPaging, size: UInt64) {
+    public init(host: Host, nested: NestedPaging, size: UInt64) {
         self.host = host
         self.nested = nested
         self.size = size
@@ -110,14 +115,14 @@ final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
         }
     }
 
-    func load(_ address: UInt64, width: Int) -> UInt64 {
-        guard let hpa = hostAddress(address, write: false) else { return 0 }
+    public func load(_ address: UInt64, width: Int) -> UInt64 {
+        guard let hpa = hostAddress(address, write: false), host.contains(hpa, width: width) else { return 0 }
         references += 1
         return host.load(hpa, width: width)
     }
 
-    func store(_ address: UInt64, width: Int, _ value: UInt64) {
-        guard let hpa = hostAddress(address, write: true) else { return }
+    public func store(_ address: UInt64, width: Int, _ value: UInt64) {
+        guard let hpa = hostAddress(address, write: true), host.contains(hpa, width: width) else { return }
         host.store(hpa, width: width, value)
     }
 }
@@ -130,4 +135,32 @@ struct ReferenceCounter: WalkTracer {
     }
     mutating func record(_ update: AccessedDirtyUpdate) {}
     mutating func record(rights: EffectiveRights, violations: PermissionViolations) {}
+}
+
+extension NestedFault {
+    /// The second-stage access that faulted, as the exit information tells it
+    /// (EXITINFO1 bits 1, 4, 32–33; the EPT exit qualification's bits 0–2, 7–8);
+    /// nil for an EPT misconfiguration, which does not say.
+    public var faultingAccess: NestedAccess? {
+        switch kind {
+        case .nestedPageFault(let info):
+            let kind: MemoryAccess.Kind = info & 0x10 != 0 ? .fetch : (info & 2 != 0 ? .write : .read)
+            return NestedAccess(kind, pagingStructure: info & 1 << 33 != 0)
+        case .eptViolation(let qualification):
+            let kind: MemoryAccess.Kind = qualification & 4 != 0 ? .fetch : (qualification & 2 != 0 ? .write : .read)
+            return NestedAccess(kind, pagingStructure: qualification & 1 << 7 != 0 && qualification & 1 << 8 == 0)
+        case .eptMisconfiguration:
+            return nil
+        }
+    }
+}
+
+extension NestedPaging {
+    /// The paging-structure root this second stage starts from (nCR3's table, or the EPTP's).
+    public var rootAddress: UInt64 {
+        switch self {
+        case .ept(let eptp, let bits): eptp.root(maxPhysicalAddressBits: bits)
+        case .npt(let host): host.rootTableAddress
+        }
+    }
 }

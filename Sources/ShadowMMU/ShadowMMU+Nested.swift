@@ -1,0 +1,167 @@
+import X86Paging
+
+/// A known bug the model can be switched back to (`--regress NAME`), to show
+/// that the differential checker catches it.
+public enum Regression: String, CaseIterable, Sendable {
+    /// Before the seed series' fix: a fault under shadow NPT for a PAE L1 does
+    /// not compare the local level-3 entry with the nPDPTE just read, so after
+    /// L1 re-points an nPDPTE the fault path fills the old page directory's
+    /// shadow page with the new one's translations.
+    case staleNPTPDPTE = "stale-npt-pdpte"
+}
+
+extension CPURole {
+    /// The "guest" role of a nested context (`kvm_init_shadow_npt_mmu`,
+    /// `kvm_init_shadow_ept_mmu`): what L1's nested tables look like. NPT
+    /// tables have the format of L1's own paging mode; EPT tables have the
+    /// EPTP's levels, and accessed/dirty flags only when the EPTP enables them.
+    public init(nested paging: NestedPaging) {
+        switch paging {
+        case .npt(let l1):
+            self.init(l1)
+        case .ept(let eptp, _):
+            self.init(ControlRegisters(model: CPUModel(maxPhysicalAddressBits: 52)))
+            base.direct = false
+            base.level = eptp.levels
+            base.cr0WP = true
+            base.eferNX = true
+            base.adDisabled = !eptp.accessedDirtyEnabled
+        }
+        base.guestMode = true
+    }
+}
+
+extension PageRole {
+    /// The root role that shadows an L1's nested tables with L0's own TDP
+    /// hardware (`kvm_calc_shadow_npt_root_page_role`): NPT roots have L0's
+    /// TDP levels — local pages stand for the levels a 32-bit or PAE L1 lacks,
+    /// and a 5-level root over a 4-level L1 is a passthrough page — while a
+    /// shadow EPT root has the EPTP's levels.
+    public static func nestedRoot(for cpuRole: CPURole, hostLevels: Int, ept: Bool) -> PageRole {
+        var role = cpuRole.base
+        if !ept {
+            role.level = hostLevels
+            role.eferNX = true
+            role.passthrough = hostLevels == 5 && cpuRole.level == 4
+        }
+        return role
+    }
+}
+
+extension NestedPaging {
+    /// Whether `access` writes at the second stage: NPT treats guest
+    /// paging-structure accesses as writes; EPT does when it sets A/D flags.
+    func writes(_ access: NestedAccess) -> Bool {
+        switch self {
+        case .npt: access.pagingStructure || access.kind == .write
+        case .ept(let eptp, _): access.kind == .write || (access.pagingStructure && eptp.accessedDirtyEnabled)
+        }
+    }
+
+    /// Whether a nested leaf entry is dirty (always, for EPT without A/D flags).
+    func isDirty(leaf entry: UInt64) -> Bool {
+        switch self {
+        case .npt: entry & 0x40 != 0
+        case .ept(let eptp, _): !eptp.accessedDirtyEnabled || entry & EPTEntry.dirty.rawValue != 0
+        }
+    }
+}
+
+extension ShadowMMU {
+    /// The TDP levels of L0's own hardware.
+    var tdpLevels: Int { if case .tdp(_, let levels) = mode { levels } else { 4 } }
+
+    /// An L1 hypervisor (re)enters L2 with nested paging `paging` (nested
+    /// VMRUN with nCR3, or VM entry with an EPTP): L0 initialises the vCPU's
+    /// nested context for L1's tables and switches to the root for them
+    /// (`kvm_mmu_new_pgd`; a local root is rebuilt). `flush`: L1 asked for a
+    /// TLB flush (TLB_CONTROL, INVEPT): unsync pages are synced.
+    public func enterNested(vcpu: Int, paging: NestedPaging, flush: Bool) {
+        let context: Context
+        if let existing = nestedContexts[vcpu] {
+            context = existing
+        } else {
+            context = Context(vcpu: vcpu, registers: ControlRegisters(model: CPUModel(maxPhysicalAddressBits: 52)), mode: mode)
+            nestedContexts[vcpu] = context
+        }
+        let ept = if case .ept = paging { true } else { false }
+        let cpuRole = CPURole(nested: paging)
+        let rootRole = PageRole.nestedRoot(for: cpuRole, hostLevels: tdpLevels, ept: ept)
+        if context.nested == nil || cpuRole != context.cpuRole || rootRole != context.rootRole {
+            freeRoots(context, current: true, previous: true)
+            context.cpuRole = cpuRole
+            context.rootRole = rootRole
+        }
+        context.nested = paging
+        if case .npt(let l1) = paging { context.registers = l1 }
+        newPGD(context)
+        if flush { flushGuestTLB(context) }
+    }
+
+    /// A second-stage fault while `vcpu` ran L2 on the shadow of L1's nested
+    /// tables (`FNAME(page_fault)` of the nested MMU): walk L1's tables for
+    /// the L2-physical `address` (setting their accessed/dirty flags), then
+    /// reflect L1's own fault, emulate, or build the shadow chain and leaf.
+    public func nestedPageFault(vcpu: Int, address: UInt64, access: NestedAccess) -> FaultOutcome {
+        statistics.exits += 1
+        statistics.nestedExits += 1
+        guard let context = nestedContexts[vcpu], let paging = context.nested else {
+            preconditionFailure("a nested fault on vCPU \(vcpu), which has not entered L2")
+        }
+        var walk = GuestWalk(nested: paging)
+        let result: NestedTranslation
+        if events != nil {
+            var trace = WalkTrace()
+            result = paging.translate(address, access, memory: memory, tracer: &trace)
+            for step in trace.steps { walk.record(step) }
+            events?.append(.nestedWalk(trace, paging: paging))
+        } else {
+            result = paging.translate(address, access, memory: memory, tracer: &walk)
+        }
+        let gpa: UInt64
+        switch result {
+        case .fault(let fault):
+            statistics.nestedFaultsReflected += 1
+            events?.append(.note("L1's own nested tables deny the access: the fault is reflected to L1"))
+            return .reflectNestedFault(fault)
+        case .translated(let l1Address, _, _):
+            gpa = l1Address
+        }
+        let gfn = gpa >> 12
+        let write = paging.writes(access)
+        guard let slot = memory.slot(for: gfn) else {
+            makeMMUPagesAvailable()
+            _ = fetch(context, address, walk: walk, gfn: gfn, slot: nil, access: walk.pageAccess, protectionKey: 0, write: write)
+            statistics.mmioExits += 1
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: true)
+        }
+        if write, writeTrack[gfn] != nil {
+            if access.pagingStructure {
+                // L2's own page table sits in a frame L0 shadows as one of L1's
+                // nested tables: stop shadowing it (`kvm_mmu_unprotect_page`).
+                for page in shadowedPages(of: gfn) { zapPage(page) }
+                flushRemoteTLBs()
+                statistics.shadowFaultsFixed += 1
+                return .fixed
+            }
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: false)
+        }
+        var pageAccess = walk.pageAccess
+        // A clean page maps read-only so that the first write sets L1's dirty flag.
+        if !write, !paging.isDirty(leaf: walk.entries[walk.leafLevel]) { pageAccess.remove(.write) }
+        makeMMUPagesAvailable()
+        switch fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: 0, write: write) {
+        case .fixed:
+            statistics.shadowFaultsFixed += 1
+            return .fixed
+        case .spurious:
+            statistics.spuriousFaults += 1
+            return .spurious
+        case .writeProtected, .mmio:
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: false)
+        }
+    }
+}
