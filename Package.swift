@@ -30,7 +30,7 @@ let package = Package(
         .target(
             name: "ShadowMMUCommands",
             dependencies: [
-                "Scenarios", "X86Paging",
+                "Scenarios", "ShadowMMU", "X86Paging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

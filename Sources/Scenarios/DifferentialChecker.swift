@@ -32,7 +32,8 @@ public enum DifferentialChecker {
 
     /// Checks `scenario` under each of `configurations` that can run it.
     public static func check(
-        _ scenario: Scenario, under configurations: [MMUConfiguration] = configurations, audit: AuditLevel? = .full
+        _ scenario: Scenario, under configurations: [MMUConfiguration] = configurations, audit: AuditLevel? = .full,
+        regressions: Set<Regression> = []
     ) throws(ScenarioError) -> [Report] {
         var reference = scenario
         reference.mmu = .native
@@ -43,6 +44,7 @@ public enum DifferentialChecker {
             variant.mmu = configuration
             guard let machine = try? ScenarioRunner.makeMachine(for: variant) else { continue }  // cannot run it
             (machine as? HypervisorMachine)?.auditLevel = audit
+            (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
             let mismatches = lockstep(variant, machine)
             reports.append(Report(
                 configuration: configuration, mismatches: mismatches,

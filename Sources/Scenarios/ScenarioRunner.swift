@@ -1,3 +1,4 @@
+import ShadowMMU
 import X86Paging
 
 /// An `expect` line that did not hold.
@@ -23,9 +24,11 @@ public final class ScenarioRunner {
     /// Index of the next command to execute.
     private var next = 0
 
-    public init(_ scenario: Scenario) throws(ScenarioError) {
+    /// `regressions`: known bugs to switch back on in the hypervisor's MMU.
+    public init(_ scenario: Scenario, regressions: Set<Regression> = []) throws(ScenarioError) {
         self.scenario = scenario
         self.machine = try Self.makeMachine(for: scenario)
+        (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
     }
 
     static func makeMachine(for scenario: Scenario) throws(ScenarioError) -> any GuestMachine {

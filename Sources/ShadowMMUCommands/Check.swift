@@ -22,6 +22,8 @@ struct Check: ParsableCommand {
     @Argument(help: "Scenario files (.scenario).")
     var files: [String]
 
+    @OptionGroup var regression: RegressionOption
+
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("expected at least one scenario file") }
     }
@@ -32,7 +34,7 @@ struct Check: ParsableCommand {
         for file in files {
             let reports: [DifferentialChecker.Report]
             do {
-                reports = try DifferentialChecker.check(try ScenarioFile.load(file))
+                reports = try DifferentialChecker.check(try ScenarioFile.load(file), regressions: regression.regressions)
             } catch {
                 stdout.flush()
                 OutputStream.standardError.writeLine(error.description)

@@ -26,12 +26,14 @@ struct Run: ParsableCommand {
     @Flag(help: "Finish with one line per vCPU describing the hypervisor's current root ({\"shadow\":…}).")
     var dumpShadow = false
 
+    @OptionGroup var regression: RegressionOption
+
     func run() throws {
         let stdout = OutputStream.standardOutput
         let stderr = OutputStream.standardError
         let runner: ScenarioRunner
         do {
-            runner = try ScenarioRunner(try ScenarioFile.load(file))
+            runner = try ScenarioRunner(try ScenarioFile.load(file), regressions: regression.regressions)
         } catch {
             stderr.writeLine(error.description)
             throw ExitCode(2)
