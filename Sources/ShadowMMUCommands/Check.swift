@@ -68,7 +68,7 @@ struct Fuzz: ParsableCommand {
             """
     )
 
-    @Option(help: "Guest paging mode (nonpaging, 32-bit, 32-bit-pse, pae, 4-level, 5-level); every mode when omitted.")
+    @Option(help: "Guest paging mode (nonpaging, 32-bit, 32-bit-pse, pae, 4-level, 5-level), or an L1 hypervisor's nested paging for nested guests (npt-32-bit, npt-pae, npt-4-level, npt-5-level, ept-4-level, ept-5-level); every one when omitted.")
     var mode: String?
 
     @Option(help: "Guests per mode.")
@@ -87,20 +87,20 @@ struct Fuzz: ParsableCommand {
     var saveAll: String?
 
     func validate() throws {
-        if let mode, ScenarioGenerator.GuestMode(rawValue: mode) == nil {
-            throw ValidationError("expected a mode among \(ScenarioGenerator.GuestMode.allCases.map(\.rawValue).joined(separator: ", ")), found '\(mode)'")
+        if let mode, !GuestFamily.all.contains(where: { $0.description == mode }) {
+            throw ValidationError("expected a mode among \(GuestFamily.all.map(\.description).joined(separator: ", ")), found '\(mode)'")
         }
         guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive") }
     }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
-        let modes = mode.flatMap(ScenarioGenerator.GuestMode.init(rawValue:)).map { [$0] } ?? ScenarioGenerator.GuestMode.allCases
+        let families = GuestFamily.all.filter { mode == nil || $0.description == mode }
         var failures = 0
-        for mode in modes {
+        for mode in families {
             var passed = 0
             for seed in seed..<(seed + count) {
-                let text = ScenarioGenerator(mode: mode, seed: seed, length: length).generate()
+                let text = mode.generate(seed: seed, length: length)
                 let name = "fuzz-\(mode)-\(seed).scenario"
                 if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
                 let reports = try DifferentialChecker.check(try ScenarioParser.parse(text, fileName: name))
