@@ -179,6 +179,18 @@ public struct NestedScenarioGenerator {
                 everyVCPU("nested flush")
             }
         }
+        // Finally every nested entry of the 4 KiB region in every copy: its
+        // accessed/dirty flags as L0 left them must be the architecture's.
+        for set in sets {
+            let width = set.entrySize == 4 ? " width=4" : ""
+            for page in Array(UInt64(0x10)..<0x40) + Array(UInt64(0x100)..<0x120) {
+                lines.append("peek \(hex(set.leafTable + page * UInt64(set.entrySize)))" + width)
+            }
+            // The huge nested pages (the directory, whose entry 0 points to the table above).
+            for index in UInt64(0)..<(set.mode == .bits32 ? 16 : 32) {
+                lines.append("peek \(hex(set.base + 0x1000 + index * UInt64(set.entrySize)))" + width)
+            }
+        }
         return lines.joined(separator: "\n")
     }
 }
