@@ -5,10 +5,13 @@ import VirtualMachine
 /// configuration, checked against the architecture, with what it cost.
 public struct MatrixRow: Sendable {
     public var configuration: MMUConfiguration
-    public var mode: ScenarioGenerator.GuestMode
-    /// Root levels, and how many of them are local pages (DESIGN.md §4).
+    /// The guest: its paging mode, or for a nested guest L1's nested paging and L2's mode.
+    public var guest: String
+    /// Root levels, and how many of them are local pages (DESIGN.md §4);
+    /// whether the root is a passthrough page (row 11).
     public var rootLevels: Int
     public var localLevels: Int
+    public var passthrough: Bool
     public var exits: Int
     public var pages: Int
     public var faultsFixed: Int
@@ -23,18 +26,31 @@ public struct MatrixRow: Sendable {
 /// page-table edits with and without invalidation, CR3 switches between
 /// address spaces, huge pages, control-register changes, host events).
 public enum ConfigurationMatrix {
+    /// The guests of the matrix: one per paging mode, then one nested guest
+    /// per kind of L1 nested paging (a PAE L2 where a 32-bit host must run it).
+    public static func guests(seed: UInt64, length: Int) -> [(label: String, text: String)] {
+        ScenarioGenerator.GuestMode.allCases.map { mode in
+            (mode.rawValue, ScenarioGenerator(mode: mode, seed: seed, length: length).generate())
+        } + NestedScenarioGenerator.L1Kind.allCases.map { kind in
+            let l2: ScenarioGenerator.GuestMode = kind == .npt32 || kind == .nptPAE ? .pae : .level4
+            return ("L1 \(kind) / L2 \(l2)", NestedScenarioGenerator(l1: kind, l2: l2, seed: seed, length: length, changesMode: false).generate())
+        }
+    }
+
     public static func run(seed: UInt64 = 1, length: Int = 300) throws(ScenarioError) -> [MatrixRow] {
         var rows: [MatrixRow] = []
-        for mode in ScenarioGenerator.GuestMode.allCases {
-            let text = ScenarioGenerator(mode: mode, seed: seed, length: length).generate()
-            let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(mode).scenario")
+        for (label, text) in guests(seed: seed, length: length) {
+            let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
+            let nested = scenario.nestedFormat != nil
             for report in try DifferentialChecker.check(scenario) {
                 guard let machine = report.machine as? HypervisorMachine else { continue }
                 let statistics = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
-                let (levels, local) = shape(machine.vm.mmu.dumpRoot(vcpu: 0))
+                let root = nested ? machine.vm.mmu.dumpNestedRoot(vcpu: 0) : machine.vm.mmu.dumpRoot(vcpu: 0)
+                let (levels, local) = shape(root)
                 let walks = statistics["hardware_walks"] ?? 0
                 rows.append(MatrixRow(
-                    configuration: report.configuration, mode: mode, rootLevels: levels, localLevels: local,
+                    configuration: report.configuration, guest: label, rootLevels: levels, localLevels: local,
+                    passthrough: root?.role.passthrough ?? false,
                     exits: statistics["exits"] ?? 0, pages: statistics["shadow_pages"] ?? 0,
                     faultsFixed: statistics["shadow_faults_fixed"] ?? 0, guestFaults: statistics["guest_page_faults"] ?? 0,
                     referencesPerWalk: machine.vm.mmu.mode.isTDP && walks > 0 ? Double(statistics["walk_references"] ?? 0) / Double(walks) : nil,

@@ -36,12 +36,15 @@ public struct NestedScenarioGenerator {
     public var l2: ScenarioGenerator.GuestMode
     public var seed: UInt64
     public var length: Int
+    /// Whether L1 also switches to a table copy in another paging mode (NPT).
+    public var changesMode: Bool
 
-    public init(l1: L1Kind, l2: ScenarioGenerator.GuestMode, seed: UInt64, length: Int = 120) {
+    public init(l1: L1Kind, l2: ScenarioGenerator.GuestMode, seed: UInt64, length: Int = 120, changesMode: Bool = true) {
         self.l1 = l1
         self.l2 = l2
         self.seed = seed
         self.length = length
+        self.changesMode = changesMode
     }
 
     static let tablesBase: UInt64 = 0x100_0000
@@ -144,7 +147,7 @@ public struct NestedScenarioGenerator {
                 lines.append(l1.isEPT ? "mmu tdp format=ept levels=5" : "mmu tdp format=npt levels=5")
                 addSet(l1.mode)
                 addSet(l1.mode)  // a copy to switch nCR3 to
-                if !l1.isEPT { addSet(l1.mode == .bits32 ? .pae : .bits32) }  // another L1 paging mode
+                if !l1.isEPT, changesMode { addSet(l1.mode == .bits32 ? .pae : .bits32) }  // another L1 paging mode
                 everyVCPU(sets[0].entry(flush: false))
                 continue
             }
@@ -179,6 +182,9 @@ public struct NestedScenarioGenerator {
                 everyVCPU("nested flush")
             }
         }
+        // A last L2 access on vCPU 0 (so that L0 holds a root for L1's current tables).
+        lines.append("vcpu 0")
+        lines.append("read 0x100000")
         // Finally every nested entry of the 4 KiB region in every copy: its
         // accessed/dirty flags as L0 left them must be the architecture's.
         for set in sets {

@@ -42,8 +42,8 @@ struct Matrix: ParsableCommand {
         let header = ["configuration", "guest", "root", "exits", "pages", "fixed", "guest #PF", "refs/walk", "verdict"]
         let table = rows.map { row -> [String] in
             [
-                "\(row.configuration)".replacingOccurrences(of: "mmu ", with: ""), row.mode.rawValue,
-                "\(row.rootLevels) (\(row.localLevels) local)", "\(row.exits)", "\(row.pages)", "\(row.faultsFixed)",
+                "\(row.configuration)".replacingOccurrences(of: "mmu ", with: ""), row.guest,
+                "\(row.rootLevels) (\(row.passthrough ? "passthrough" : "\(row.localLevels) local"))", "\(row.exits)", "\(row.pages)", "\(row.faultsFixed)",
                 "\(row.guestFaults)", row.referencesPerWalk.map { String(format: "%.1f", $0) } ?? "-", row.verdict,
             ]
         }
