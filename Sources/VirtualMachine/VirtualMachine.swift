@@ -85,8 +85,10 @@ public final class VirtualMachine {
         let level = root.role.level
         if case .tdp(let format, _) = mmu.mode {
             // The guest's own paging state runs on the hardware; the root is the second stage.
+            // EPT accessed/dirty flags are on, as KVM enables them when the CPU has them (for the
+            // shadow of an L1's EPT, exactly when L1 enables them: role.ad_disabled).
             vcpu.nested = format == .ept
-                ? .ept(EPTPointer(root: root.frame << 12, levels: level, accessedDirty: false), maxPhysicalAddressBits: hostModel.maxPhysicalAddressBits)
+                ? .ept(EPTPointer(root: root.frame << 12, levels: level, accessedDirty: !root.role.adDisabled), maxPhysicalAddressBits: hostModel.maxPhysicalAddressBits)
                 : .npt(host: nptHostRegisters(root: root.frame << 12, levels: level))
             vcpu.hardware = guest
             vcpu.loadedRoot = root.serial

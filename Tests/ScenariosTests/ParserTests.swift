@@ -257,7 +257,7 @@ private let M: UInt64 = 1 << 20
 
     @Test(arguments: [
         // Commands and setup order.
-        ("machine memory=64M\nxyz 1", "2:1: expected a command (machine, mmu, poke, store, peek, host, cr0, cr3, cr4, efer, pkru, rflags.ac, invlpg, flush, vcpu, read, write, fetch, expect), found 'xyz'"),
+        ("machine memory=64M\nxyz 1", "2:1: expected a command (machine, mmu, poke, store, peek, host, cr0, cr3, cr4, efer, pkru, rflags.ac, invlpg, flush, vcpu, read, write, fetch, nested, expect), found 'xyz'"),
         ("", "1:1: expected a 'machine' line before the first command, found end of file"),
         ("# nothing\nmmu native\n", "1:1: expected a 'machine' line before the first command, found end of file"),
         ("read 0x1000\nmachine memory=64M", "1:1: expected a 'machine' line before the first command, found 'read'"),
@@ -348,8 +348,8 @@ private let M: UInt64 = 1 << 20
         // Expectations
         ("machine memory=64M\nexpect ok", "2:1: 'expect' needs an earlier read, write, fetch, peek or register write"),
         ("machine memory=64M\npoke 0 0\nflush\nexpect ok", "4:1: 'expect' needs an earlier read, write, fetch, peek or register write"),
-        ("machine memory=64M\nread 0\nexpect", "3:7: expected 'ok', 'fault', 'gp' or 'value=VALUE' after 'expect', found end of line"),
-        ("machine memory=64M\nread 0\nexpect okay", "3:8: expected 'ok', 'fault', 'gp' or 'value=VALUE' after 'expect', found 'okay'"),
+        ("machine memory=64M\nread 0\nexpect", "3:7: expected 'ok', 'fault', 'gp', 'npf', 'ept-violation', 'ept-misconfig' or 'value=VALUE' after 'expect', found end of line"),
+        ("machine memory=64M\nread 0\nexpect okay", "3:8: expected 'ok', 'fault', 'gp', 'npf', 'ept-violation', 'ept-misconfig' or 'value=VALUE' after 'expect', found 'okay'"),
         ("machine memory=64M\nwrite 0\nexpect value=1", "3:8: expected a peek or read before 'expect value=', found the write on line 2"),
         ("machine memory=64M\npeek 0\nexpect ok value=1", "3:11: expected a read before 'expect ok value=', found the peek on line 2"),
         ("machine memory=64M\npeek 0\nexpect ok gpa=0", "3:11: expected a read, write or fetch before 'expect ok gpa=', found the peek on line 2"),
@@ -360,6 +360,20 @@ private let M: UInt64 = 1 << 20
         ("machine memory=64M\nread 0\nexpect gp ec=1", "3:11: expected end of line after 'expect gp', found 'ec=1'"),
         ("machine memory=64M\nread 0\nexpect fault gpa=0", "3:14: expected an option of 'expect fault' (ec=VALUE), found 'gpa=0'"),
         ("machine memory=64M\nread 0\nexpect ok gpa=0x1_0000_0000_0000_0000", "3:15: expected a number that fits in 64 bits, found '0x1_0000_0000_0000_0000'"),
+        // Nested paging.
+        ("machine memory=64M\nnested", "2:7: expected 'npt', 'ept' or 'flush' after 'nested', found end of line"),
+        ("machine memory=64M\nnested npt mode=pae", "2:8: expected 'ncr3=ADDR' (the root of L1's nested page tables) after 'nested npt'"),
+        ("machine memory=64M\nnested npt ncr3=0x1000", "2:8: expected 'mode=32-bit|pae|4-level|5-level' (L1's paging mode, the nested tables' format) after 'nested npt'"),
+        ("machine memory=64M\nnested npt ncr3=0x1000 mode=long", "2:29: expected '32-bit', 'pae', '4-level' or '5-level' for 'mode=', found 'long'"),
+        ("machine memory=64M\nnested ept", "2:8: expected 'eptp=VALUE' (the EPT pointer) after 'nested ept'"),
+        ("machine memory=64M\nnested ept eptp=0x1016", "2:17: expected an EPT pointer a VM entry accepts (memory type 0 or 6 in bits 2:0, 4 or 5 levels in bits 5:3, no reserved bits), found '0x1016'"),
+        ("machine memory=64M\nnested ept eptp=0x101e ad", "2:24: expected an option of 'nested ept' (eptp=VALUE or flush), found 'ad'"),
+        ("machine memory=64M\nnested flush", "2:1: expected 'nested npt …' or 'nested ept …' on vCPU 0 before 'nested flush' (L1 has not entered L2 yet)"),
+        ("machine memory=64M vcpus=2\nnested ept eptp=0x101e\nvcpu 1\nread 0", "4:1: expected a 'nested' line on vCPU 1 before 'read': in a nested scenario the vCPU commands are the L2 guest's"),
+        ("machine memory=64M\ncr0 1\nnested ept eptp=0x101e", "2:1: expected a 'nested' line on vCPU 0 before 'cr0': in a nested scenario the vCPU commands are the L2 guest's"),
+        ("machine memory=64M\nnested ept eptp=0x101e\nread 0\nexpect npf info=1 qualification=2", "4:19: expected an option of 'expect npf' (gpa=VALUE or info=VALUE), found 'qualification=2'"),
+        ("machine memory=64M\nnested ept eptp=0x101e\nread 0\nexpect ept-misconfig qualification=2", "4:22: expected an option of 'expect ept-misconfig' (gpa=VALUE), found 'qualification=2'"),
+        ("machine memory=64M\npeek 0\nexpect ept-violation", "3:8: expected a read, write or fetch before 'expect ept-violation', found the peek on line 2"),
     ] as [(String, String)])
     func diagnostics(input: String, expected: String) {
         #expect(diagnostic(input) == "t.scenario:" + expected, "input: \(input.debugDescription)")
