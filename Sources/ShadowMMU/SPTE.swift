@@ -1,14 +1,5 @@
 import X86Paging
 
-/// A shadow page-table entry: an entry of a table the hypervisor built and the
-/// hardware walks, in the 64-bit (PAE / long-mode) format.
-///
-/// Layout, as KVM uses it on x86-64: P 0, W 1, U 2, A 5, D 6, PS 7,
-/// MMU-writable 10 (may be made writable: not write-protected for a shadowed
-/// page table), shadow-present 11 (the software "this entry is in use"),
-/// address 12–45, protection key 59–62 (ours: see `make(leaf:)`), NX 63.
-/// MMIO sptes set reserved bit 51 so the hardware faults with RSVD, and carry
-/// the memslot generation in bits 52–58 (ignored bits; never with PK in use).
 /// The entry format of the tables the hypervisor builds: x86 page tables
 /// (shadow paging and AMD NPT) or Intel EPT.
 public enum SPTEFormat: Hashable, Sendable {
@@ -16,6 +7,15 @@ public enum SPTEFormat: Hashable, Sendable {
     case ept
 }
 
+/// A shadow page-table entry: an entry of a table the hypervisor built and the
+/// hardware walks, in the 64-bit (PAE / long-mode) format.
+///
+/// Layout, as KVM uses it on x86-64: P 0, W 1, U 2, A 5, D 6, PS 7,
+/// MMU-writable 10 (may be made writable: not write-protected for a shadowed
+/// page table), shadow-present 11 (the software "this entry is in use"),
+/// address 12–45, protection key 59–62 (ours: see `leaf(frame:access:…)`), NX 63.
+/// MMIO sptes set reserved bit 51 so the hardware faults with RSVD, and carry
+/// the memslot generation in bits 52–58 (ignored bits; never with PK in use).
 public struct SPTE: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public var rawValue: UInt64
     public init(rawValue: UInt64) { self.rawValue = rawValue }

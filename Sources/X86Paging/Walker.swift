@@ -8,8 +8,15 @@
 public enum Walker {
     /// Translates `address` for `access` under `registers`.
     ///
-    /// - Parameter setAccessedDirty: write A (every entry used) and D (the
-    ///   leaf, for a write) into `memory` when the access is allowed.
+    /// - Parameters:
+    ///   - address: the linear address (truncated to 32 bits outside long mode).
+    ///   - access: what is accessed, and by whom.
+    ///   - registers: the paging state that decides the walk.
+    ///   - memory: physical memory holding the paging structures.
+    ///   - setAccessedDirty: write A (every entry used) and D (the leaf, for
+    ///     a write) into `memory` when the access is allowed.
+    ///   - tracer: receives each entry read, each A/D write and the
+    ///     permission check.
     @inlinable
     public static func walk<Memory: PhysicalMemory, Tracer: WalkTracer>(
         _ address: UInt64, _ access: MemoryAccess, registers: ControlRegisters, memory: Memory,
