@@ -94,19 +94,13 @@ func write(_ text: String, to output: String?) throws {
 /// A scenario file with its line count (for `--at`).
 struct ScenarioSource {
     var scenario: Scenario
-    var lineCount: Int
+    var text: String
+    var lineCount: Int { ScenarioReport.lines(of: text).count }
 
     static func load(_ path: String) throws(ScenarioError) -> ScenarioSource {
         let scenario = try ScenarioFile.load(path)
         let text = (FileManager.default.contents(atPath: path)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-        return ScenarioSource(scenario: scenario, lineCount: Self.lines(of: text).count)
-    }
-
-    /// The file's lines, as the parser numbers them (a final newline ends the last line).
-    static func lines(of text: String) -> [String] {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0.hasSuffix("\r") ? $0.dropLast() : $0) }
-        if text.hasSuffix("\n") { lines.removeLast() }
-        return lines
+        return ScenarioSource(scenario: scenario, text: text)
     }
 }
 
