@@ -71,12 +71,12 @@ struct Draw: ParsableCommand {
                 throw ExitCode(2)
             }
         }
-        try write(text, to: output)
+        try writeOutput(text, to: output)
     }
 }
 
 /// Writes a command's result to a file, or to standard output.
-func write(_ text: String, to output: String?) throws {
+func writeOutput(_ text: String, to output: String?) throws {
     guard let output else {
         let stdout = OutputStream.standardOutput
         stdout.writeLine(text.hasSuffix("\n") ? String(text.dropLast()) : text)

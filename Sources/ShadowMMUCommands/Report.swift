@@ -43,7 +43,7 @@ struct Report: ParsableCommand {
             OutputStream.standardError.writeLine(error.description)
             throw ExitCode(2)
         }
-        try write(report.html, to: output)
+        try writeOutput(report.html, to: output)
         let outcomes = report.outcomeCounts
         let stdout = OutputStream.standardOutput
         stdout.writeLine(

@@ -1,6 +1,6 @@
 extension PageTableGraph {
-    /// The graph as one self-contained `<svg>` element (no fonts, scripts or
-    /// links), for HTML pages that cannot run Graphviz: a layered layout with
+    /// The graph as one self-contained `<svg>` element (no fonts, scripts,
+    /// links or namespace URI: inline SVG in HTML needs none), for HTML pages that cannot run Graphviz: a layered layout with
     /// the guest's tables on the left and the hypervisor's on the right, one
     /// row per paging level (top level first) so that a shadow page sits level
     /// with the guest table it shadows. Within a side a row wraps after
