@@ -19,7 +19,7 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu fuzz --count 20
               shadowmmu matrix
             """,
-        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self]
+        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self]
     )
 
     public init() {}
