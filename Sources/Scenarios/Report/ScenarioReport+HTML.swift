@@ -67,6 +67,9 @@ extension ScenarioReport {
             return (["fault"], "<span class=\"badge fault\">fault</span> ec \(code.hex) <span class=\"decoded\">\(decoded)</span>")
         case .access(_, .generalProtection):
             return (["gp"], "<span class=\"badge gp\">gp</span>")
+        case .access(_, .nestedFault(let fault)):
+            return (["fault", "nested"], "<span class=\"badge fault\">\(fault.result)</span> to L1 at L2-physical \(fault.guestPhysicalAddress.hex)"
+                + (fault.information.map { " <span class=\"decoded\">\(fault.result == "npf" ? "EXITINFO1" : "qualification") \($0.hex)</span>" } ?? ""))
         case .peek(_, let value):
             return (["peek"], "value \(value.hex)")
         case .registerWrite(_, let accepted):

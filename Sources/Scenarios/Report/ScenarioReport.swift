@@ -106,7 +106,7 @@ public struct ScenarioReport: Sendable {
             guard case .access(_, let outcome) = step.observation?.event else { continue }
             switch outcome {
             case .ok: counts.ok += 1
-            case .pageFault: counts.fault += 1
+            case .pageFault, .nestedFault: counts.fault += 1
             case .generalProtection: counts.gp += 1
             }
         }
