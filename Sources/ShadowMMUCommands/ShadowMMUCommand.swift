@@ -18,8 +18,9 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu check examples/pae.scenario
               shadowmmu fuzz --count 20
               shadowmmu matrix
+              shadowmmu workload fork --mmu shadow
             """,
-        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self]
+        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, WorkloadCommand.self]
     )
 
     public init() {}
