@@ -23,14 +23,17 @@ struct WorkloadCommand: ParsableCommand {
             --trace FILE replays a trace written by 'valgrind --tool=lackey --trace-mem=yes' \
             inside one guest process with demand paging (see docs/workloads.md).
 
+            --check replays the recorded scenario (its expectations must hold) and runs the \
+            differential checker on it under every MMU configuration.
+
             Exit status: 0 when the run (and --check) passed, 1 when the machine broke the \
             architecture or a check failed, 2 for unusable input.
 
             Examples:
               shadowmmu workload fork --mmu shadow --mode pae
-              shadowmmu workload mix --size medium --json
-              shadowmmu workload processes --mode 5-level --emit processes.scenario --check
-              shadowmmu workload --trace examples/traces/hello.lackey --mmu tdp-ept
+              shadowmmu workload mix --mmu tdp-ept --json
+              shadowmmu workload processes --mode 5-level --emit /tmp/processes.scenario
+              shadowmmu workload --trace examples/traces/walk.lackey --mmu shadow
             """
     )
 

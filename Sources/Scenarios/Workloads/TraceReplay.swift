@@ -62,13 +62,16 @@ public enum TraceReplay {
     struct Counters {
         var records = 0
         var accessesReplayed = 0
+        /// Records replayed as more than one access (wider than 8 bytes, or crossing a page).
         var splitAccesses = 0
+        /// Records whose bytes lie in two pages.
+        var pageCrossings = 0
         var pagesTouched = 0
         var codePages = 0
         var dataPages = 0
 
         var all: [(String, Int)] {
-            [("records", records), ("accesses_replayed", accessesReplayed), ("split_accesses", splitAccesses),
+            [("records", records), ("accesses_replayed", accessesReplayed), ("split_accesses", splitAccesses), ("page_crossings", pageCrossings),
              ("pages_touched", pagesTouched), ("code_pages", codePages), ("data_pages", dataPages)]
         }
     }
@@ -99,6 +102,7 @@ public enum TraceReplay {
             }
         }
         if pieces > 1 { counters.splitAccesses += 1 }
+        if record.address >> 12 != (end - 1) >> 12 { counters.pageCrossings += 1 }
     }
 }
 

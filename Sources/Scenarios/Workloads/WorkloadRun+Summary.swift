@@ -51,7 +51,7 @@ extension WorkloadRun {
         return lines.joined(separator: "\n")
     }
 
-    static func padded(_ text: String) -> String { text + String(repeating: " ", count: max(1, 17 - text.count)) }
+    static func padded(_ text: String) -> String { text + String(repeating: " ", count: max(1, 21 - text.count)) }
 
     /// One JSON object with every counter.
     public var summaryJSON: JSONValue {
