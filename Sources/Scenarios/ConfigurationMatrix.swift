@@ -23,9 +23,13 @@ public struct MatrixRow: Sendable {
 /// page-table edits with and without invalidation, CR3 switches between
 /// address spaces, huge pages, control-register changes, host events).
 public enum ConfigurationMatrix {
-    public static func run(seed: UInt64 = 1, length: Int = 300) throws(ScenarioError) -> [MatrixRow] {
+    /// `progress` hears (modes done, modes in all, the mode starting) before each mode.
+    public static func run(
+        seed: UInt64 = 1, length: Int = 300, progress: ((Int, Int, ScenarioGenerator.GuestMode) -> Void)? = nil
+    ) throws(ScenarioError) -> [MatrixRow] {
         var rows: [MatrixRow] = []
-        for mode in ScenarioGenerator.GuestMode.allCases {
+        for (index, mode) in ScenarioGenerator.GuestMode.allCases.enumerated() {
+            progress?(index, ScenarioGenerator.GuestMode.allCases.count, mode)
             let text = ScenarioGenerator(mode: mode, seed: seed, length: length).generate()
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(mode).scenario")
             for report in try DifferentialChecker.check(scenario) {

@@ -22,28 +22,34 @@ struct Check: ParsableCommand {
     @Argument(help: "Scenario files (.scenario).")
     var files: [String]
 
+    @OptionGroup var output: OutputOptions
+
     func validate() throws {
-        guard !files.isEmpty else { throw ValidationError("expected at least one scenario file") }
+        guard !files.isEmpty else { throw ValidationError("expected at least one scenario file, e.g. shadowmmu check examples/*.scenario") }
     }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
+        let progress = output.progressLine()
         var failed = false
-        for file in files {
+        for (index, file) in files.enumerated() {
+            progress.update("check \(file)", done: index, total: files.count)
             let reports: [DifferentialChecker.Report]
             do {
                 reports = try DifferentialChecker.check(try ScenarioFile.load(file))
             } catch {
+                progress.clear()
                 stdout.flush()
                 OutputStream.standardError.writeLine(error.description)
                 throw ExitCode(2)
             }
-            for report in reports {
+            for report in reports where !output.quiet || !report.passed {
                 stdout.writeLine("\(report.passed ? "pass" : "FAIL")  \(file)  \(report.configuration)")
                 for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
                 failed = failed || !report.passed
             }
         }
+        progress.clear()
         stdout.flush()
         if failed { throw ExitCode(1) }
     }
@@ -84,20 +90,24 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Folder to write every generated guest to (to study or replay them).")
     var saveAll: String?
 
+    @OptionGroup var output: OutputOptions
+
     func validate() throws {
         if let mode, ScenarioGenerator.GuestMode(rawValue: mode) == nil {
             throw ValidationError("expected a mode among \(ScenarioGenerator.GuestMode.allCases.map(\.rawValue).joined(separator: ", ")), found '\(mode)'")
         }
-        guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive") }
+        guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive, e.g. --count 100 --length 200") }
     }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
+        let progress = output.progressLine()
         let modes = mode.flatMap(ScenarioGenerator.GuestMode.init(rawValue:)).map { [$0] } ?? ScenarioGenerator.GuestMode.allCases
         var failures = 0
         for mode in modes {
             var passed = 0
             for seed in seed..<(seed + count) {
+                progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count))
                 let text = ScenarioGenerator(mode: mode, seed: seed, length: length).generate()
                 let name = "fuzz-\(mode)-\(seed).scenario"
                 if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
@@ -105,6 +115,7 @@ struct Fuzz: ParsableCommand {
                 let failed = reports.filter { !$0.passed }
                 if failed.isEmpty {
                     passed += 1
+                    if output.verbose { progress.message("pass \(name)") }
                     continue
                 }
                 failures += 1
@@ -123,7 +134,8 @@ struct Fuzz: ParsableCommand {
                 try ScenarioFile.save(minimized + "\n", to: minimizedPath)
                 stdout.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
             }
-            stdout.writeLine("\(mode): \(passed)/\(count) guests match the reference")
+            progress.clear()
+            if !output.quiet || passed < count { stdout.writeLine("\(mode): \(passed)/\(count) guests match the reference") }
             stdout.flush()
         }
         if failures > 0 { throw ExitCode(1) }
