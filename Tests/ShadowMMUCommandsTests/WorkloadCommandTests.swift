@@ -110,4 +110,24 @@ import Testing
             #expect(!result.stdout.isEmpty)
         }
     }
+
+    /// Every `shadowmmu workload` command in a code block of the README and
+    /// docs/workloads.md works as shown.
+    @Test func theDocumentedCommandsWork() throws {
+        var commands: [String] = []
+        for document in ["README.md", "docs/workloads.md"] {
+            let text = try String(contentsOf: packageRoot.appendingPathComponent(document), encoding: .utf8)
+            var inBlock = false
+            for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
+                if line.hasPrefix("```") { inBlock.toggle() }
+                if inBlock, line.hasPrefix("shadowmmu workload") { commands.append(String(line)) }
+            }
+        }
+        #expect(commands.count >= 5, "\(commands)")
+        for command in commands {
+            let result = try shadowmmu(command.split(separator: " ").dropFirst().map(String.init))
+            #expect(result.status == 0, "'\(command)' exited \(result.status): \(result.stderr)")
+            #expect(!result.stdout.isEmpty && !result.stdout.contains("FAIL"), "'\(command)': \(result.stdout)")
+        }
+    }
 }
