@@ -37,9 +37,14 @@ public enum ConfigurationMatrix {
         }
     }
 
-    public static func run(seed: UInt64 = 1, length: Int = 300) throws(ScenarioError) -> [MatrixRow] {
+    /// `progress` hears (guests done, guests in all, the guest starting) before each guest.
+    public static func run(
+        seed: UInt64 = 1, length: Int = 300, progress: ((Int, Int, String) -> Void)? = nil
+    ) throws(ScenarioError) -> [MatrixRow] {
         var rows: [MatrixRow] = []
-        for (label, text) in guests(seed: seed, length: length) {
+        let guests = guests(seed: seed, length: length)
+        for (index, (label, text)) in guests.enumerated() {
+            progress?(index, guests.count, label)
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
             let nested = scenario.nestedFormat != nil
             for report in try DifferentialChecker.check(scenario) {

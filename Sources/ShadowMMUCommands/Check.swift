@@ -24,28 +24,34 @@ struct Check: ParsableCommand {
 
     @OptionGroup var regression: RegressionOption
 
+    @OptionGroup var output: OutputOptions
+
     func validate() throws {
-        guard !files.isEmpty else { throw ValidationError("expected at least one scenario file") }
+        guard !files.isEmpty else { throw ValidationError("expected at least one scenario file, e.g. shadowmmu check examples/*.scenario") }
     }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
+        let progress = output.progressLine()
         var failed = false
-        for file in files {
+        for (index, file) in files.enumerated() {
+            progress.update("check \(file)", done: index, total: files.count)
             let reports: [DifferentialChecker.Report]
             do {
                 reports = try DifferentialChecker.check(try ScenarioFile.load(file), regressions: regression.regressions)
             } catch {
+                progress.clear()
                 stdout.flush()
                 OutputStream.standardError.writeLine(error.description)
                 throw ExitCode(2)
             }
-            for report in reports {
+            for report in reports where !output.quiet || !report.passed {
                 stdout.writeLine("\(report.passed ? "pass" : "FAIL")  \(file)  \(report.configuration)")
                 for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
                 failed = failed || !report.passed
             }
         }
+        progress.clear()
         stdout.flush()
         if failed { throw ExitCode(1) }
     }
@@ -86,20 +92,24 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Folder to write every generated guest to (to study or replay them).")
     var saveAll: String?
 
+    @OptionGroup var output: OutputOptions
+
     func validate() throws {
         if let mode, !GuestFamily.all.contains(where: { $0.description == mode }) {
             throw ValidationError("expected a mode among \(GuestFamily.all.map(\.description).joined(separator: ", ")), found '\(mode)'")
         }
-        guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive") }
+        guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive, e.g. --count 100 --length 200") }
     }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
+        let progress = output.progressLine()
         let families = GuestFamily.all.filter { mode == nil || $0.description == mode }
         var failures = 0
         for mode in families {
             var passed = 0
             for seed in seed..<(seed + count) {
+                progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count))
                 let text = mode.generate(seed: seed, length: length)
                 let name = "fuzz-\(mode)-\(seed).scenario"
                 if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
@@ -107,6 +117,7 @@ struct Fuzz: ParsableCommand {
                 let failed = reports.filter { !$0.passed }
                 if failed.isEmpty {
                     passed += 1
+                    if output.verbose { progress.message("pass \(name)") }
                     continue
                 }
                 failures += 1
@@ -125,7 +136,8 @@ struct Fuzz: ParsableCommand {
                 try ScenarioFile.save(minimized + "\n", to: minimizedPath)
                 stdout.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
             }
-            stdout.writeLine("\(mode): \(passed)/\(count) guests match the reference")
+            progress.clear()
+            if !output.quiet || passed < count { stdout.writeLine("\(mode): \(passed)/\(count) guests match the reference") }
             stdout.flush()
         }
         if failures > 0 { throw ExitCode(1) }

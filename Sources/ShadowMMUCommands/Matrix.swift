@@ -26,15 +26,22 @@ struct Matrix: ParsableCommand {
     @Option(help: "Operations in each guest's workload.")
     var length: Int = 300
 
+    @OptionGroup var output: OutputOptions
+
     func validate() throws {
-        guard length > 0 else { throw ValidationError("--length must be positive, found \(length)") }
+        guard length > 0 else { throw ValidationError("--length must be positive, found \(length): pass e.g. --length 300") }
     }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
         let rows: [MatrixRow]
         do {
-            rows = try ConfigurationMatrix.run(seed: seed, length: length)
+            let progress = output.progressLine()
+            defer { progress.clear() }
+            rows = try ConfigurationMatrix.run(seed: seed, length: length) { done, total, mode in
+                progress.update("matrix \(mode)", done: done, total: total)
+                if output.verbose { progress.message("matrix: checking \(mode) guests under every configuration") }
+            }
         } catch {
             OutputStream.standardError.writeLine(error.description)
             throw ExitCode(2)

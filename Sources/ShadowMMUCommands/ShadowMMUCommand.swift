@@ -16,10 +16,11 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu run examples/pae.scenario --stats
               shadowmmu explain examples/4-level.scenario --line 30
               shadowmmu check examples/pae.scenario
-              shadowmmu fuzz --count 20
+              shadowmmu fuzz --count 3
               shadowmmu matrix
+              shadowmmu workload fork --mmu shadow
             """,
-        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self]
+        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self, WorkloadCommand.self]
     )
 
     public init() {}

@@ -24,6 +24,7 @@ let benchmarks: @Sendable () -> Void = {
     registerCR3SwitchBenchmarks()
     registerPageTableWriteBenchmarks()
     registerMemoryBenchmarks()
+    registerTwoDimensionalBenchmarks()
 }
 
 // MARK: - First-touch faults

@@ -1,0 +1,192 @@
+import X86Paging
+
+/// Runs commands on a machine one at a time, as `ScenarioRunner` runs a file,
+/// and writes each one down as scenario text.
+///
+/// A workload cannot be written as a file first and run afterwards: its guest
+/// kernel decides what to do next from the result of the previous access (a
+/// page fault runs the fault handler). The recorder executes each command as
+/// the kernel issues it and returns the result; the text it keeps, with an
+/// `expect` line after every access, is a scenario that replays the same run
+/// and checks every result.
+public final class ScenarioRecorder {
+    public let machine: any GuestMachine
+    public let configuration: MachineConfiguration
+    public let mmu: MMUConfiguration
+    /// Whether commands are written down (off when only the counters are wanted).
+    public let recording: Bool
+    /// Every command executed, in order (kept only while recording).
+    public private(set) var actions: [Action] = []
+    /// Commands executed (recorded or not), `expect` lines excluded.
+    public private(set) var commandCount = 0
+    public private(set) var accessCount = 0
+    private var lines: [String] = []
+    private var currentVCPU = 0
+
+    /// A recorder over a fresh machine of `configuration` under `mmu`;
+    /// `header` lines become comments at the top of the text.
+    public convenience init(configuration: MachineConfiguration, mmu: MMUConfiguration, header: [String], recording: Bool) throws(ScenarioError) {
+        let empty = Scenario(fileName: "workload", machine: configuration, mmu: mmu, commands: [])
+        self.init(machine: try ScenarioRunner.makeMachine(for: empty), configuration: configuration, mmu: mmu, header: header, recording: recording)
+    }
+
+    /// A recorder over a given machine (tests wrap one to see how the guest kernel reacts).
+    public init(machine: any GuestMachine, configuration: MachineConfiguration, mmu: MMUConfiguration, header: [String], recording: Bool) {
+        self.machine = machine
+        self.configuration = configuration
+        self.mmu = mmu
+        self.recording = recording
+        guard recording else { return }
+        lines = header.map { "# " + $0 }
+        var machineLine = "machine memory=\(Self.size(configuration.memorySize))"
+        if configuration.maxPhysicalAddressBits != 52 { machineLine += " maxphyaddr=\(configuration.maxPhysicalAddressBits)" }
+        if configuration.vcpuCount != 1 { machineLine += " vcpus=\(configuration.vcpuCount)" }
+        lines += [machineLine, Self.mmuLine(mmu)]
+    }
+
+    /// The scenario written so far.
+    public var text: String { lines.joined(separator: "\n") + "\n" }
+
+    /// A comment line in the scenario (ignored when not recording).
+    public func comment(_ text: @autoclosure () -> String) {
+        if recording { lines.append("# " + text()) }
+    }
+
+    /// Executes one command and returns what it produced, if it is observable.
+    @discardableResult
+    public func perform(_ action: Action) -> Observation.Event? {
+        commandCount += 1
+        if recording {
+            actions.append(action)
+            lines.append(action.scenarioText)
+        }
+        let vcpu = currentVCPU
+        switch action {
+        case .poke(let address, let value, let width):
+            machine.poke(address, width: width, value)
+        case .store(let address, let value, let width):
+            machine.store(address, width: width, value)
+        case .peek(let address, let width):
+            return .peek(address: address, value: machine.peek(address, width: width))
+        case .hostZapAll:
+            machine.zapAll()
+        case .hostInvalidate(let address, let size):
+            machine.invalidate(address, size: size)
+        case .hostMaxShadowPages(let count):
+            machine.setMaxShadowPages(count)
+        case .hostDirtyLog(.start):
+            machine.startDirtyLog()
+        case .hostDirtyLog(.stop):
+            machine.stopDirtyLog()
+        case .hostDirtyLog(.read):
+            return .dirtyLog(gfns: machine.readDirtyLog())
+        case .writeRegister(let name, let value):
+            return .registerWrite(name, accepted: machine.writeRegister(vcpu: vcpu, name, value))
+        case .setAlignmentCheck(let value):
+            machine.setAlignmentCheck(vcpu: vcpu, value)
+        case .invlpg(let address):
+            machine.invalidatePage(vcpu: vcpu, address)
+        case .flush:
+            machine.flush(vcpu: vcpu)
+        case .selectVCPU(let index):
+            currentVCPU = index
+        case .access(let access):
+            accessCount += 1
+            let outcome = machine.access(vcpu: vcpu, access)
+            if recording { lines.append(Self.expectation(for: access, outcome).scenarioText) }
+            return .access(access, outcome)
+        case .enterNested(let entry):
+            machine.enterNested(vcpu: vcpu, entry)
+        case .expect:
+            commandCount -= 1  // an expectation is not a command; keep it in the text only
+        }
+        return nil
+    }
+
+    /// Performs a read, write or fetch and writes an `expect` line for its result.
+    public func access(_ command: AccessCommand) -> AccessOutcome {
+        guard case .access(_, let outcome) = perform(.access(command)) else { fatalError("an access always has an outcome") }
+        return outcome
+    }
+
+    /// A MOV to a control register; `false` when the architecture rejected it.
+    public func writeRegister(_ name: RegisterName, _ value: UInt64) -> Bool {
+        guard case .registerWrite(_, let accepted) = perform(.writeRegister(name, value)) else { return false }
+        return accepted
+    }
+
+    /// The `expect` line that pins `outcome`: the gpa, and the value of a read.
+    static func expectation(for access: AccessCommand, _ outcome: AccessOutcome) -> Action {
+        switch outcome {
+        case .ok(let gpa, let value): .expect(.ok(gpa: gpa, value: access.kind == .read ? value : nil))
+        case .pageFault(let code): .expect(.fault(errorCode: code))
+        case .generalProtection: .expect(.gp)
+        case .nestedFault(let fault): .expect(.nestedFault(kind: fault.result, gpa: fault.guestPhysicalAddress, info: fault.information))
+        }
+    }
+
+    /// `memory=` in the largest binary unit that divides the size exactly.
+    static func size(_ bytes: UInt64) -> String {
+        if bytes % (1 << 30) == 0 { return "\(bytes >> 30)G" }
+        if bytes % (1 << 20) == 0 { return "\(bytes >> 20)M" }
+        if bytes % (1 << 10) == 0 { return "\(bytes >> 10)K" }
+        return "\(bytes)"
+    }
+
+    /// The `mmu` line that parses back to `mmu`.
+    public static func mmuLine(_ mmu: MMUConfiguration) -> String {
+        switch mmu {
+        case .native: "mmu native"
+        case .shadow(let host): "mmu shadow host=\(host)"
+        case .tdp(let format, _, .pae32): "mmu tdp format=\(format) host=pae32"
+        case .tdp(let format, let levels, let host): "mmu tdp format=\(format) levels=\(levels) host=\(host)"
+        }
+    }
+}
+
+extension Action {
+    /// The command as a line of scenario text (`docs/SCENARIO-FORMAT.md`);
+    /// the parser reads it back as the same action.
+    public var scenarioText: String {
+        func widthOption(_ width: Int, default defaultWidth: Int = 8) -> String { width == defaultWidth ? "" : " width=\(width)" }
+        switch self {
+        case .poke(let address, let value, let width): return "poke \(address.hex) \(value.hex)\(widthOption(width))"
+        case .store(let address, let value, let width): return "store \(address.hex) \(value.hex)\(widthOption(width))"
+        case .peek(let address, let width): return "peek \(address.hex)\(widthOption(width))"
+        case .hostZapAll: return "host zap-all"
+        case .hostInvalidate(let address, let size): return "host invalidate \(address.hex) \(size.hex)"
+        case .hostMaxShadowPages(let count): return "host max-shadow-pages \(count)"
+        case .hostDirtyLog(let action): return "host dirty-log \(action.rawValue)"
+        case .writeRegister(let name, let value): return "\(name.rawValue) \(value.hex)"
+        case .setAlignmentCheck(let value): return "rflags.ac \(value ? 1 : 0)"
+        case .invlpg(let address): return "invlpg \(address.hex)"
+        case .flush: return "flush"
+        case .selectVCPU(let index): return "vcpu \(index)"
+        case .access(let access):
+            var text = "\(access.kind.rawValue) \(access.address.hex)"
+            if access.kind != .fetch { text += widthOption(access.width) }
+            if let value = access.value { text += " value=\(value.hex)" }
+            if access.user { text += " user" }
+            if access.implicit { text += " implicit" }
+            return text
+        case .expect(let expectation):
+            switch expectation {
+            case .ok(let gpa, let value):
+                return "expect ok" + (gpa.map { " gpa=\($0.hex)" } ?? "") + (value.map { " value=\($0.hex)" } ?? "")
+            case .fault(let code): return "expect fault" + (code.map { " ec=\($0.hex)" } ?? "")
+            case .gp: return "expect gp"
+            case .value(let value): return "expect value=\(value.hex)"
+            case .nestedFault(let kind, let gpa, let info):
+                let infoKey = kind == "npf" ? "info" : "qualification"
+                return "expect \(kind)" + (gpa.map { " gpa=\($0.hex)" } ?? "") + (info.map { " \(infoKey)=\($0.hex)" } ?? "")
+            }
+        case .enterNested(let entry):
+            let flush = entry.flush ? " flush" : ""
+            switch entry.secondStage {
+            case .npt(let ncr3, let mode)?: return "nested npt ncr3=\(ncr3.hex) mode=\(mode.rawValue)\(flush)"
+            case .ept(let eptp)?: return "nested ept eptp=\(eptp.hex)\(flush)"
+            case nil: return "nested flush"
+            }
+        }
+    }
+}

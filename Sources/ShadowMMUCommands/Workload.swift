@@ -1,0 +1,184 @@
+import ArgumentParser
+import Foundation
+import Scenarios
+
+/// `shadowmmu workload NAME` and `shadowmmu workload --trace FILE`.
+struct WorkloadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "workload",
+        abstract: "Run a guest kernel's realistic behaviour (or a real program's memory trace) under an MMU and summarise what it cost.",
+        discussion: """
+            A small guest kernel boots (direct map with huge pages, kernel image with global \
+            pages, paging on) and then acts like an operating system: processes with demand \
+            paging and context switches, fork with copy-on-write, exec, munmap with TLB \
+            invalidation, huge pages, idle and busy periods. It reacts to each access's result \
+            (a page fault runs its fault handler) and checks every result against the tables it \
+            wrote. Everything it does is a scenario: --emit writes it (each access followed by \
+            an 'expect' line), so 'shadowmmu run' and 'shadowmmu check' replay it.
+
+            Workloads (--size counts): boot (memory-map pages), processes (processes), fork \
+            (forks), munmap (pages per round), hugepages (huge pages), mix (processes). \
+            Sizes: small, medium, large, or a number.
+
+            --trace FILE replays a trace written by 'valgrind --tool=lackey --trace-mem=yes' \
+            inside one guest process with demand paging (see docs/workloads.md).
+
+            --check replays the recorded scenario (its expectations must hold) and runs the \
+            differential checker on it under every MMU configuration.
+
+            Exit status: 0 when the run (and --check) passed, 1 when the machine broke the \
+            architecture or a check failed, 2 for unusable input.
+
+            Examples:
+              shadowmmu workload fork --mmu shadow --mode pae
+              shadowmmu workload mix --mmu tdp-ept --json
+              shadowmmu workload processes --mode 5-level --emit /tmp/processes.scenario
+              shadowmmu workload --trace examples/traces/walk.lackey --mmu shadow
+            """
+    )
+
+    @Argument(help: "The workload: \(WorkloadName.allCases.map(\.rawValue).joined(separator: ", ")) (none with --trace).")
+    var name: String?
+
+    @Option(help: "A memory trace to replay (valgrind --tool=lackey --trace-mem=yes output) instead of a named workload.")
+    var trace: String?
+
+    @Option(help: "The MMU: \(MMUName.names).")
+    var mmu = "shadow"
+
+    @Option(help: "Guest paging mode: \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var mode = "4-level"
+
+    @Option(help: "small, medium, large, or a count (of what, the workload says).")
+    var size = "small"
+
+    @Option(help: "Seed of the workload's random choices.")
+    var seed: UInt64 = 1
+
+    @Option(help: "Write the run as a scenario to this file.")
+    var emit: String?
+
+    @Flag(help: "Replay the recorded scenario: its expectations must hold, and every MMU configuration must match the reference on it.")
+    var check = false
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        switch (name, trace) {
+        case (nil, nil):
+            throw ValidationError("expected a workload name (\(WorkloadName.allCases.map(\.rawValue).joined(separator: ", "))) or --trace FILE")
+        case (_?, _?):
+            throw ValidationError("expected a workload name or --trace FILE, not both: drop one of them")
+        case (let name?, nil) where WorkloadName(rawValue: name) == nil:
+            throw ValidationError("unknown workload '\(name)': choose one of \(WorkloadName.allCases.map(\.rawValue).joined(separator: ", "))")
+        default: break
+        }
+        guard let configuration = MMUName.configuration(named: mmu) else {
+            throw ValidationError("unknown --mmu '\(mmu)': choose one of \(MMUName.names)")
+        }
+        guard let mode = GuestPagingLayout.Mode(name: mode) else {
+            throw ValidationError("unknown --mode '\(mode)': choose one of \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")) (a workload's kernel turns paging on)")
+        }
+        guard WorkloadSize(argument: size) != nil else {
+            throw ValidationError("unknown --size '\(size)': use small, medium, large, or a count from 1 to 100000")
+        }
+        if let problem = WorkloadOptions(mode: mode, mmu: configuration).problem { throw ValidationError(problem) }
+    }
+
+    func run() throws {
+        let stdout = OutputStream.standardOutput
+        let progress = output.progressLine()
+        let options = WorkloadOptions(
+            mode: GuestPagingLayout.Mode(name: mode)!, mmu: MMUName.configuration(named: mmu)!,
+            size: WorkloadSize(argument: size)!, seed: seed, record: emit != nil || check)
+        let log: ((String) -> Void)? = output.verbose ? { progress.message($0) } : nil
+
+        let result: WorkloadRun
+        if let trace {
+            let parsed: LackeyTrace
+            do {
+                parsed = try loadTrace(trace)
+                try TraceReplay.validate(parsed, mode: options.mode)
+            } catch {
+                OutputStream.standardError.writeLine("\(error.description)")
+                throw ExitCode(2)
+            }
+            result = TraceReplay.run(parsed, options: options, progress: { progress.update("trace \(trace)", done: $0, total: $1) }, log: log)
+        } else {
+            let name = WorkloadName(rawValue: name!)!
+            result = Workload.run(name, options: options, progress: { progress.update("workload \(name)", done: $0, total: $1) }, log: log)
+        }
+        progress.clear()
+
+        if let failure = result.failure, failure.kind == .unusable {
+            OutputStream.standardError.writeLine("shadowmmu workload: \(failure.message)")
+            throw ExitCode(2)
+        }
+        if let emit, let text = result.scenario {
+            do {
+                try ScenarioFile.save(text, to: emit)
+            } catch {
+                OutputStream.standardError.writeLine("shadowmmu workload: cannot write \(emit) (\(error.localizedDescription)): choose a writable path for --emit")
+                throw ExitCode(2)
+            }
+        }
+        var checkLines: [(String, Bool)] = []
+        if check, result.failure == nil, let text = result.scenario {
+            checkLines = try replayAndCheck(text, fileName: emit ?? "workload.scenario", progress: progress)
+        }
+
+        if json {
+            var summary = result.summaryJSON
+            if check, case .object(var fields) = summary {
+                fields.append(("check", .array(checkLines.map { .object([("what", .string($0.0)), ("passed", .bool($0.1))]) })))
+                summary = .object(fields)
+            }
+            stdout.writeLine(summary.encoded)
+        } else {
+            stdout.writeLine(result.summaryText)
+            if let emit, result.scenario != nil, !output.quiet { stdout.writeLine("scenario written to \(emit) (\(result.commands) commands)") }
+            for (line, passed) in checkLines where !output.quiet || !passed { stdout.writeLine("\(passed ? "pass" : "FAIL")  \(line)") }
+        }
+        stdout.flush()
+        if let failure = result.failure {
+            OutputStream.standardError.writeLine("shadowmmu workload: \(failure) (replay the scenario written with --emit to see the line, or run with --verbose)")
+            throw ExitCode(1)
+        }
+        if checkLines.contains(where: { !$0.1 }) { throw ExitCode(1) }
+    }
+
+    /// Parses the recorded scenario, replays it (every `expect` must hold) and
+    /// runs the differential checker on it.
+    func replayAndCheck(_ text: String, fileName: String, progress: ProgressLine) throws -> [(String, Bool)] {
+        let scenario: Scenario
+        do {
+            scenario = try ScenarioParser.parse(text, fileName: fileName)
+        } catch {
+            return [("the recorded scenario parses: \(error)", false)]
+        }
+        var lines: [(String, Bool)] = []
+        progress.update("check: replaying", done: 0, total: 1)
+        var failures: [ExpectationFailure] = []
+        let runner = try ScenarioRunner(scenario)
+        runner.run(expectationFailed: { failures.append($0) })
+        lines.append(("replay under \(ScenarioRecorder.mmuLine(scenario.mmu)): \(failures.isEmpty ? "every expectation holds" : failures.prefix(3).map(\.description).joined(separator: "; "))", failures.isEmpty))
+        progress.update("check: every configuration", done: 0, total: 1)
+        for report in try DifferentialChecker.check(scenario) {
+            let detail = (report.mismatches + report.auditFailures).prefix(3).joined(separator: "; ")
+            lines.append(("\(ScenarioRecorder.mmuLine(report.configuration)) matches the reference" + (detail.isEmpty ? "" : ": " + detail), report.passed))
+        }
+        progress.clear()
+        return lines
+    }
+
+    func loadTrace(_ path: String) throws(ScenarioError) -> LackeyTrace {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason = FileManager.default.fileExists(atPath: path) ? "a file that cannot be read" : "no such file"
+            throw ScenarioError(file: path, line: 1, column: 1, message: "expected a readable trace file (valgrind --tool=lackey --trace-mem=yes --log-file=FILE PROGRAM writes one), found \(reason)")
+        }
+        return try LackeyTrace.parse(String(decoding: data, as: UTF8.self), fileName: path)
+    }
+}
