@@ -265,3 +265,33 @@ struct PageTableGraphTests {
 extension Int {
     var hexString: String { "0x" + String(self, radix: 16) }
 }
+
+/// A vCPU running L2: the drawing shows L1's nested tables (what L0
+/// shadows) beside L0's shadow of them, with the local levels of row 9.
+@Suite("Drawing nested paging")
+struct NestedDrawingTests {
+    @Test("PAE L1 on a 4-level L0: L1's nested tables, two local levels, shadows edges to L1's tables")
+    func paeL1OnFourLevelL0() throws {
+        let graph = try PageTableGraph.draw(try example("nested-npt-pae.scenario"))
+        let guest = graph.nodes(on: .guest)
+        // nPDPT, two nPDs, two nPTs.
+        #expect(guest.count == 5, "\(guest.map(\.title))")
+        #expect(guest.contains { $0.title.contains("0x10000") })
+        #expect(graph.guestHeading.hasPrefix("L1's nested page tables"))
+        let hypervisor = graph.nodes(on: .hypervisor)
+        #expect(hypervisor.filter { $0.marks.contains(.local) }.map(\.level).sorted() == [3, 4])
+        #expect(hypervisor.filter { !$0.marks.contains(.local) }.count == 4)
+        // Every hashed shadow page points back at the L1 table it shadows.
+        #expect(graph.edges.filter { $0.kind == .shadows }.count == 4)
+        // L1's directories are write-tracked by L0.
+        #expect(guest.filter { $0.marks.contains(.writeTracked) }.count == 2)
+    }
+
+    @Test("EPT L1: L1's EPT tables are named, not drawn; L0's shadow is")
+    func eptL1() throws {
+        let graph = try PageTableGraph.draw(try example("nested-ept.scenario"))
+        #expect(graph.nodes(on: .guest).isEmpty)
+        #expect(graph.notes.contains { $0.contains("EPT tables are not drawn") })
+        #expect(graph.nodes(on: .hypervisor).count == 4)
+    }
+}

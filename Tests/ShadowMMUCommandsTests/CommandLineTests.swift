@@ -22,6 +22,10 @@ private func contractKeys(of object: JSON) -> [String]? {
         case "ok": return access + ["gpa"] + (object["op"]?.string == "read" ? ["value"] : [])
         case "fault": return access + ["vector", "error_code"]
         case "gp": return access
+        // Nested virtualization (docs/SCENARIO-FORMAT.md, extension): a fault delivered to L1.
+        case "npf": return access + ["gpa", "exit_info_1"]
+        case "ept-violation": return access + ["gpa", "qualification"]
+        case "ept-misconfig": return access + ["gpa"]
         default: return nil
         }
     case "peek": return head + ["addr", "value"]
@@ -40,7 +44,7 @@ private func contractProblems(_ line: String) -> [String] {
     var problems: [String] = []
     if object.keys != keys { problems.append("field order \(object.keys), contract says \(keys): \(line)") }
     if object["line"]?.int == nil || object["vcpu"]?.int == nil { problems.append("line/vcpu not integers: \(line)") }
-    for key in ["gva", "gpa", "value", "addr", "error_code"] where object[key] != nil {
+    for key in ["gva", "gpa", "value", "addr", "error_code", "exit_info_1", "qualification"] where object[key] != nil {
         if !isContractHex(object[key]?.string) { problems.append("\(key) is not a lowercase 0x string: \(line)") }
     }
     if object["user"] != nil, object["user"]?.bool == nil { problems.append("user is not a boolean: \(line)") }

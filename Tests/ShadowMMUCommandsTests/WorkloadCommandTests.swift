@@ -120,7 +120,7 @@ import Testing
             var inBlock = false
             for line in text.split(separator: "\n", omittingEmptySubsequences: false) {
                 if line.hasPrefix("```") { inBlock.toggle() }
-                if inBlock, line.hasPrefix("shadowmmu workload") { commands.append(String(line)) }
+                if inBlock, line.hasPrefix("$ shadowmmu workload") { commands.append(String(line.dropFirst(2))) }
             }
         }
         #expect(commands.count >= 5, "\(commands)")

@@ -34,15 +34,39 @@ extension PageTableGraph.Builder {
 
     /// The shadow MMU when the hypervisor shadows the guest's tables (not under TDP).
     var shadowMMU: ShadowMMU? {
-        guard let machine = machine as? HypervisorMachine, !machine.vm.mmu.mode.isTDP else { return nil }
+        guard let machine = machine as? HypervisorMachine,
+              !machine.vm.mmu.mode.isTDP || machine.vm.vcpus.contains(where: { $0.l1Paging != nil })
+        else { return nil }
         return machine.vm.mmu
+    }
+
+    /// The second stage of `vcpu`'s L1 hypervisor, when the vCPU runs L2.
+    func l1Paging(vcpu: Int) -> NestedPaging? {
+        if let machine = machine as? HypervisorMachine { return machine.vm.vcpus[vcpu].l1Paging }
+        if let machine = machine as? NativeMachine { return machine.l1Paging[vcpu] }
+        return nil
     }
 
     /// Walks every vCPU's tables from its CR3, in its current paging mode.
     mutating func addGuestTables() {
         var modes: [String] = []
+        var nested = false
         for vcpu in 0..<configuration.vcpuCount {
-            let registers = machine.registers(vcpu: vcpu)
+            var registers = machine.registers(vcpu: vcpu)
+            switch l1Paging(vcpu: vcpu) {
+            case .npt(let l1)?:
+                // The tables L0 shadows for this vCPU are L1's nested tables, in L1's paging mode.
+                registers = l1
+                nested = true
+            case .ept?:
+                notes.append("vCPU \(vcpu) runs L2 under L1's EPT: L1's EPT tables are not drawn (only x86-format tables are)")
+                roots.append(.init(vcpu: vcpu, side: .guest, id: "root-g-\(vcpu)", label: "vCPU \(vcpu): L1's EPT", node: nil))
+                modes.append("EPT")
+                nested = true
+                continue
+            case nil:
+                break
+            }
             let mode = registers.mode
             modes.append("\(mode)")
             let rootID = "root-g-\(vcpu)"
@@ -57,10 +81,15 @@ extension PageTableGraph.Builder {
                 top = guestTable(gpa: registers.rootTableAddress, level: mode.levels, registers: registers)
                 if top == nil { notes.append("vCPU \(vcpu): CR3 \(registers.cr3.hex) points outside guest memory") }
             }
-            roots.append(.init(vcpu: vcpu, side: .guest, id: rootID, label: "vCPU \(vcpu) CR3 \(registers.cr3.hex) (\(mode))", node: top))
+            let rootName = l1Paging(vcpu: vcpu) == nil ? "CR3" : "L1's nCR3"
+            roots.append(.init(vcpu: vcpu, side: .guest, id: rootID, label: "vCPU \(vcpu) \(rootName) \(registers.cr3.hex) (\(mode))", node: top))
             if let top { edges.append(.init(from: rootID, entry: nil, to: top, kind: .root)) }
         }
         let distinct = Set(modes)
+        if nested {
+            guestHeading = "L1's nested page tables (what L0 shadows for L2; L1-physical addresses; " + modes.enumerated().map { "vCPU \($0.offset): \($0.element)" }.joined(separator: ", ") + ")"
+            return
+        }
         guestHeading = distinct.count == 1
             ? "guest page tables (\(modes[0]); guest-physical addresses)"
             : "guest page tables (" + modes.enumerated().map { "vCPU \($0.offset): \($0.element)" }.joined(separator: ", ") + ")"
