@@ -274,9 +274,10 @@ extension ShadowMMU {
         walk.leafLevel = 6  // every level is direct
         let gfn = gpa >> 12
         let slot = memory.slot(for: gfn)
-        if context.rootRole.level == 3, gpa >> 32 != 0 {
-            // Beyond what a PAE-format nested table can map: emulate without an spte
-            // (KVM emulates directly a gfn beyond the host's reach).
+        if gpa >> UInt64(context.rootRole.level == 3 ? 32 : 12 + 9 * context.rootRole.level) != 0 {
+            // Beyond what the TDP tables can map (a PAE-format table maps 4 GiB, a
+            // 4-level one 256 TiB): emulate without an spte (KVM emulates directly a
+            // gfn beyond the host's reach).
             statistics.mmioExits += 1
             statistics.emulatedAccesses += 1
             return .emulate(gpa: gpa, mmio: true)

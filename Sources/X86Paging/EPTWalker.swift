@@ -88,8 +88,16 @@ public enum EPTWalker {
         if linearAddressValid { qualification |= 1 << 7 | (access.pagingStructure ? 0 : 1 << 8) }
         var table = eptp.root(maxPhysicalAddressBits: maxPhysicalAddressBits)
         var level = eptp.levels
+        // 4-level EPT translates 48 bits of guest-physical address, 5-level 57:
+        // an address beyond is an EPT violation (no entry is read).
+        if gpa >> UInt64(12 + 9 * level) != 0 {
+            return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptViolation(qualification: qualification)))
+        }
         var rights: UInt64 = 7
-        var path: [(UInt64, UInt64)] = []
+        // The entries walked (for A/D updates): fixed storage, no allocation per walk.
+        var pathAddresses = SIMD8<UInt64>(repeating: 0)
+        var pathEntries = SIMD8<UInt64>(repeating: 0)
+        var pathLength = 0
         while true {
             let shift = 12 + 9 * (level - 1)
             let entryAddress = table + (gpa >> UInt64(shift) & 511) * 8
@@ -102,13 +110,15 @@ public enum EPTWalker {
             let leaf = level == 1 || large
             var misconfigured = entry & reservedBits(level: level, large: large, maxPhysicalAddressBits: maxPhysicalAddressBits) != 0
             misconfigured = misconfigured || entry & 3 == 2 || entry & 7 == 4  // write without read; execute-only (unsupported)
-            if leaf, [2, 3, 7].contains(entry >> 3 & 7) { misconfigured = true }
+            if leaf, entry >> 3 & 7 == 2 || entry >> 3 & 7 == 3 || entry >> 3 & 7 == 7 { misconfigured = true }
             if misconfigured {
                 tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .reservedBits(entry)))
                 return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptMisconfiguration))
             }
             rights &= entry & 7
-            path.append((entryAddress, entry))
+            pathAddresses[pathLength] = entryAddress
+            pathEntries[pathLength] = entry
+            pathLength += 1
             if leaf {
                 let offsetMask: UInt64 = (1 << UInt64(shift)) - 1
                 let base = entry & addressMask & ~offsetMask
@@ -123,9 +133,10 @@ public enum EPTWalker {
                     return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptViolation(qualification: qualification | rights << 3)))
                 }
                 if eptp.accessedDirtyEnabled {
-                    for (index, (address, old)) in path.enumerated() {
+                    for index in 0..<pathLength {
+                        let address = pathAddresses[index], old = pathEntries[index]
                         var new = old | EPTEntry.accessed.rawValue
-                        if index == path.count - 1, treatAsWrite { new |= EPTEntry.dirty.rawValue }
+                        if index == pathLength - 1, treatAsWrite { new |= EPTEntry.dirty.rawValue }
                         if new != old {
                             memory.store(address, width: 8, new)
                             tracer.record(AccessedDirtyUpdate(address: address, entrySize: 8, old: old, new: new))

@@ -16,8 +16,10 @@ public enum NestedPaging: Hashable, Sendable {
             // Every NPT access is a user access; guest paging-structure accesses are writes.
             let kind: MemoryAccess.Kind = access.pagingStructure ? .write : access.kind
             let stage: UInt64 = access.pagingStructure ? 1 << 33 : 1 << 32
-            if !host.mode.isLongMode, gpa >> 32 != 0 {
-                // Legacy-mode nested tables translate 32-bit addresses: nothing above 4 GiB is mapped.
+            // Nested tables translate 32 (legacy modes), 48 (4-level) or 57 (5-level)
+            // bits of guest-physical address: nothing above is mapped (not present).
+            let width: UInt64 = host.mode == .level5 ? 57 : host.mode.isLongMode ? 48 : 32
+            if gpa >> width != 0 {
                 let code: UInt64 = (kind == .write ? 2 : 0) | 4 | (kind == .fetch && host.executeDisableEnabled ? 0x10 : 0)
                 return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: code | stage)))
             }
@@ -28,7 +30,7 @@ public enum NestedPaging: Hashable, Sendable {
             case .pageFault(let code):
                 return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: code.rawValue | stage)))
             case .generalProtection:
-                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: 1 << 32 | 1)))
+                preconditionFailure("every guest-physical address in range is canonical for the nested tables")
             }
         }
     }

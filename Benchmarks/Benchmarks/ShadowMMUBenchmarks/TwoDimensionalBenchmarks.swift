@@ -16,7 +16,7 @@ func registerTwoDimensionalBenchmarks() {
         let count = benchmark.scaledIterations.count
         let guest = ShadowGuest(mode: .level4, memorySize: 1 << 30, mmu: .tdp(format: .ept, levels: 4))
         let dataBase: UInt64 = 8 << 20
-        let stride = ((1 << 30) - dataBase) / 4096 / UInt64(count) << 12
+        let stride = (((1 << 30) - dataBase) / 4096 / UInt64(count)) << 12
         for page in 0..<count { guest.tables.map(guest.linear(page: page), to: dataBase + UInt64(page) * stride) }
         guest.enablePaging()
         guest.vm.mmu.startDirtyLogging()
@@ -62,7 +62,7 @@ func registerTwoDimensionalBenchmarks() {
             mode: .pae, tableBase: 1 << 20, tableLimit: 8 << 20,
             poke: { vm.poke($0, width: 8, $1) }, peek: { vm.peek($0, width: 8) })
         let l2Base: UInt64 = 0x4000_0000
-        let stride = ((1 << 30) - (8 << 20)) / 4096 / UInt64(count) << 12
+        let stride = (((1 << 30) - (8 << 20)) / 4096 / UInt64(count)) << 12
         for page in 0..<count { nested.map(l2Base + UInt64(page) << 12, to: (8 << 20) + UInt64(page) * stride) }
         let model = CPUModel(maxPhysicalAddressBits: 46, vendor: .amd, latchesPDPTEs: false)
         let l1 = ControlRegisters(
