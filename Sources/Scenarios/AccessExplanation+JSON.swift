@@ -56,7 +56,21 @@ extension AccessExplanation {
         case .note(let text):
             return .object([("stage", .string("note")), ("text", .string(text))])
         case .walk(let title, let mode, let trace):
-            let linear = registers.linearAddress(command.address)
+            return walkJSON(title: title, mode: mode, trace: trace, address: registers.linearAddress(command.address))
+        case .nestedWalk(let title, let mode, let ept, let address, let access, let trace):
+            var object = walkJSON(title: title, mode: mode, trace: trace, address: address)
+            if case .object(var fields) = object {
+                fields.insert(("l2_physical_address", .hex(address)), at: 2)
+                fields.insert(("format", .string(ept ? "ept" : "npt")), at: 3)
+                fields.insert(("access", .string("\(access)")), at: 4)
+                object = .object(fields)
+            }
+            return object
+        }
+    }
+
+    static func walkJSON(title: String, mode: PagingMode, trace: WalkTrace, address linear: UInt64) -> JSONValue {
+        do {
             let steps: [JSONValue] = trace.steps.map { step in
                 var fields: [(String, JSONValue)] = [
                     ("level", .number(step.level)), ("name", .string(mode.entryName(level: step.level))),

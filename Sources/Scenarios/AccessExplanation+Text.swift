@@ -60,22 +60,30 @@ extension AccessExplanation {
         case .note(let text):
             return [text]
         case .walk(let title, let mode, let trace):
-            return walkText(title: title, mode: mode, trace: trace, registers: registers, command: command)
+            return walkText(
+                title: title, mode: mode, trace: trace, address: registers.linearAddress(command.address), addressName: "linear address",
+                access: command.memoryAccess)
+        case .nestedWalk(let title, let mode, let ept, let address, let access, let trace):
+            return walkText(
+                title: title, mode: mode, trace: trace, address: address, addressName: "L2-physical address", access: access, ept: ept)
         }
     }
 
-    static func walkText(title: String, mode: PagingMode, trace: WalkTrace, registers: ControlRegisters, command: AccessCommand) -> [String] {
-        let linear = registers.linearAddress(command.address)
-        var out = ["Walk of the \(title) (\(mode.longName)) for linear address \(linear.hex):"]
+    static func walkText(
+        title: String, mode: PagingMode, trace: WalkTrace, address linear: UInt64, addressName: String, access: MemoryAccess,
+        ept: Bool = false
+    ) -> [String] {
+        var out = ["Walk of the \(title) (\(ept ? "EPT, \(mode.levels) levels" : mode.longName)) for \(addressName) \(linear.hex):"]
         for (number, step) in trace.steps.enumerated() {
             let name = mode.entryName(level: step.level)
             let (index, bits) = mode.index(of: linear, level: step.level)
-            let flags = step.entrySize == 4 ? PTE32(rawValue: UInt32(truncatingIfNeeded: step.entry)).description : PTE64(rawValue: step.entry).description
+            let flags = ept ? EPTEntry(rawValue: step.entry).description
+                : step.entrySize == 4 ? PTE32(rawValue: UInt32(truncatingIfNeeded: step.entry)).description : PTE64(rawValue: step.entry).description
             let source = switch step.source {
             case .memory(let address): "read \(step.entrySize) bytes at \(address.hex)"
             case .pdpteRegister(let register): "PDPTE register \(register) (latched at the last PDPTE load by MOV CR3 or a paging-related MOV CR0/CR4; no memory reference)"
             }
-            out.append("  \(number + 1). \(name) index \(index) (linear address bits \(bits)): \(source)")
+            out.append("  \(number + 1). \(ept ? "EPT " : "")\(name) index \(index) (\(addressName) bits \(bits)): \(source)")
             if case .outsideMemory = step.decision {
                 out.append("     the entry's address lies outside guest memory")
             } else {
@@ -88,9 +96,9 @@ extension AccessExplanation {
             out.append("Rights along the path: \(rights) (R/W and U/S are ANDed over every level, XD is ORed).")
             let violations = trace.violations ?? []
             if violations.isEmpty {
-                out.append("Permission check: a \(command.memoryAccess) is allowed.")
+                out.append("Permission check: a \(access) is allowed.")
             } else {
-                out.append("Permission check: a \(command.memoryAccess) breaks: \(violations).")
+                out.append("Permission check: a \(access) breaks: \(violations).")
             }
         }
         if !trace.updates.isEmpty {

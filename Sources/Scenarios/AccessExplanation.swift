@@ -13,6 +13,10 @@ public struct AccessExplanation: Sendable {
         case tlbMiss
         /// A walk of the tables named by `title` (e.g. "guest page tables").
         case walk(title: String, mode: PagingMode, trace: WalkTrace)
+        /// The hypervisor's walk of an L1's nested tables for an L2-physical
+        /// `address`, as the second-stage `access` it is (NPT: a user access;
+        /// EPT: entries in EPT format, `mode` gives only the levels).
+        case nestedWalk(title: String, mode: PagingMode, ept: Bool, address: UInt64, access: MemoryAccess, trace: WalkTrace)
         /// Free-form commentary from a stage that has no structure yet.
         case note(String)
     }

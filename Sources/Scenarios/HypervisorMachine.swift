@@ -78,7 +78,8 @@ public final class HypervisorMachine: GuestMachine {
             case .twoDimensionalWalk(let references):
                 stages.append(.note("two-dimensional walk: the guest's tables, each guest-physical address translated through the TDP tables (\(references) memory references)"))
             case .nestedExit(let fault, let outcome, let steps):
-                stages.append(.note("second-stage fault at guest-physical \(fault.guestPhysicalAddress.hex) (\(fault.kind)): exit to the hypervisor"))
+                let info = fault.information.map { " with \(fault.result == "npf" ? "EXITINFO1" : "exit qualification") \($0.hex)" } ?? ""
+                stages.append(.note("second-stage fault (\(fault.result)\(info)) at guest-physical \(fault.guestPhysicalAddress.hex): exit to the hypervisor"))
                 for step in steps { stages.append(Self.stage(for: step)) }
                 stages.append(.note("the hypervisor \(Self.describe(outcome))"))
             }
@@ -94,12 +95,19 @@ public final class HypervisorMachine: GuestMachine {
         switch event {
         case .guestWalk(let trace, let mode):
             return .walk(title: "guest's own tables (the hypervisor's walk, guest physical addresses)", mode: mode, trace: trace)
-        case .nestedWalk(let trace, let paging):
+        case .nestedWalk(let trace, let paging, let address, let access):
+            let what = access.pagingStructure ? "an access to L2's page tables" : "L2's final address"
             switch paging {
             case .npt(let l1):
-                return .walk(title: "L1's nested page tables (the hypervisor's walk of nCR3's tables, L1-physical addresses)", mode: l1.mode, trace: trace)
+                // NPT: every access is a user access; L2's page-table accesses are writes.
+                let kind: MemoryAccess.Kind = access.pagingStructure ? .write : access.kind
+                return .nestedWalk(
+                    title: "L1's nested page tables (the hypervisor's walk of nCR3's tables for \(what), L1-physical addresses)",
+                    mode: l1.mode, ept: false, address: address, access: MemoryAccess(kind, .user), trace: trace)
             case .ept(let eptp, _):
-                return .walk(title: "L1's EPT tables (the hypervisor's walk, L1-physical addresses; entries in EPT format)", mode: eptp.levels == 5 ? .level5 : .level4, trace: trace)
+                return .nestedWalk(
+                    title: "L1's EPT tables (the hypervisor's walk for \(what), L1-physical addresses)",
+                    mode: eptp.levels == 5 ? .level5 : .level4, ept: true, address: address, access: MemoryAccess(access.kind, .user), trace: trace)
             }
         case .pageFound(let level, let gfn, let role, let local):
             return .note("found the \(page(level, gfn, role, local)) in the page hash")

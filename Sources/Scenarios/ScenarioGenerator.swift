@@ -93,6 +93,8 @@ public struct ScenarioGenerator {
         func leafValue(_ random: inout SplitMix64) -> UInt64 {
             var frame = Layout.data + random.next(below: Layout.dataPages) << 12
             if random.next(below: 12) == 0 { frame = Layout.mmio + random.next(below: 4) << 12 }
+            // Now and then a frame beyond what 4-level second-stage tables translate (2^48).
+            if entrySize == 8, maxPhysicalAddressBits == 52, random.next(below: 40) == 0 { frame = 1 << 48 | random.next(below: 4) << 12 }
             var value = frame | 0x1 | random.next(below: 8) << 1 /* RW US A */ & 0x6
             if random.next(below: 3) != 0 { value |= 0x20 }
             if random.next(below: 3) == 0 { value |= 0x40 }

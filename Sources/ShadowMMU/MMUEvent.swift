@@ -7,7 +7,7 @@ public enum MMUEvent: Sendable {
     case guestWalk(WalkTrace, mode: PagingMode)
     /// The hypervisor's walk of an L1 hypervisor's nested tables for an
     /// L2-physical address (the nested MMU's `walk_addr`).
-    case nestedWalk(WalkTrace, paging: NestedPaging)
+    case nestedWalk(WalkTrace, paging: NestedPaging, address: UInt64, access: NestedAccess)
     /// A shadow page found in the hash (or the vCPU's local page) and used.
     case pageFound(level: Int, gfn: UInt64, role: PageRole, local: Bool)
     /// A shadow page created.

@@ -114,7 +114,7 @@ extension ShadowMMU {
             var trace = WalkTrace()
             result = paging.translate(address, access, memory: memory, tracer: &trace)
             for step in trace.steps { walk.record(step) }
-            events?.append(.nestedWalk(trace, paging: paging))
+            events?.append(.nestedWalk(trace, paging: paging, address: address, access: access))
         } else {
             result = paging.translate(address, access, memory: memory, tracer: &walk)
         }
