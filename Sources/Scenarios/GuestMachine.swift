@@ -41,6 +41,35 @@ public protocol GuestMachine: AnyObject {
     func shadowRoot(vcpu: Int) -> JSONValue
 }
 
+extension GuestMachine {
+    /// Performs one command on `vcpu` and returns what it produced when it is
+    /// observable — the one dispatch from the scenario language to a machine.
+    /// Selecting a vCPU and checking an `expect` are the caller's (no machine
+    /// state); they return nil here.
+    @discardableResult
+    public func perform(_ action: Action, vcpu: Int) -> Observation.Event? {
+        switch action {
+        case .poke(let address, let value, let width): poke(address, width: width, value)
+        case .store(let address, let value, let width): store(address, width: width, value)
+        case .peek(let address, let width): return .peek(address: address, value: peek(address, width: width))
+        case .hostZapAll: zapAll()
+        case .hostInvalidate(let address, let size): invalidate(address, size: size)
+        case .hostMaxShadowPages(let count): setMaxShadowPages(count)
+        case .hostDirtyLog(.start): startDirtyLog()
+        case .hostDirtyLog(.stop): stopDirtyLog()
+        case .hostDirtyLog(.read): return .dirtyLog(gfns: readDirtyLog())
+        case .writeRegister(let name, let value): return .registerWrite(name, accepted: writeRegister(vcpu: vcpu, name, value))
+        case .setAlignmentCheck(let value): setAlignmentCheck(vcpu: vcpu, value)
+        case .invlpg(let address): invalidatePage(vcpu: vcpu, address)
+        case .flush: flush(vcpu: vcpu)
+        case .access(let command): return .access(command, access(vcpu: vcpu, command))
+        case .enterNested(let entry): enterNested(vcpu: vcpu, entry)
+        case .selectVCPU, .expect: break
+        }
+        return nil
+    }
+}
+
 extension AccessCommand {
     /// The access as the paging hardware judges it.
     public var memoryAccess: MemoryAccess {

@@ -134,40 +134,12 @@ public final class ScenarioRunner {
             observe(observation)
         }
         switch command.action {
-        case .poke(let address, let value, let width):
-            machine.poke(address, width: width, value)
-        case .store(let address, let value, let width):
-            machine.store(address, width: width, value)
-        case .peek(let address, let width):
-            observed(.peek(address: address, value: machine.peek(address, width: width)))
-        case .hostZapAll:
-            machine.zapAll()
-        case .hostInvalidate(let address, let size):
-            machine.invalidate(address, size: size)
-        case .hostMaxShadowPages(let count):
-            machine.setMaxShadowPages(count)
-        case .hostDirtyLog(.start):
-            machine.startDirtyLog()
-        case .hostDirtyLog(.stop):
-            machine.stopDirtyLog()
-        case .hostDirtyLog(.read):
-            observed(.dirtyLog(gfns: machine.readDirtyLog()))
-        case .writeRegister(let name, let value):
-            observed(.registerWrite(name, accepted: machine.writeRegister(vcpu: vcpu, name, value)))
-        case .setAlignmentCheck(let value):
-            machine.setAlignmentCheck(vcpu: vcpu, value)
-        case .invlpg(let address):
-            machine.invalidatePage(vcpu: vcpu, address)
-        case .flush:
-            machine.flush(vcpu: vcpu)
         case .selectVCPU(let index):
             currentVCPU = index
-        case .access(let access):
-            observed(.access(access, machine.access(vcpu: vcpu, access)))
-        case .enterNested(let entry):
-            machine.enterNested(vcpu: vcpu, entry)
         case .expect(let expectation):
             if let failure = check(expectation, line: command.line) { expectationFailed(failure) }
+        default:
+            if let event = machine.perform(command.action, vcpu: vcpu) { observed(event) }
         }
     }
 

@@ -152,16 +152,6 @@ extension ShadowMMU {
         // A clean page maps read-only so that the first write sets L1's dirty flag.
         if !write, !paging.isDirty(leaf: walk.entries[walk.leafLevel]) { pageAccess.remove(.write) }
         makeMMUPagesAvailable()
-        switch fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: 0, write: write) {
-        case .fixed:
-            statistics.shadowFaultsFixed += 1
-            return .fixed
-        case .spurious:
-            statistics.spuriousFaults += 1
-            return .spurious
-        case .writeProtected, .mmio:
-            statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: false)
-        }
+        return outcome(of: fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: 0, write: write), gpa: gpa)
     }
 }

@@ -110,6 +110,13 @@ extension ShadowMMU {
             statistics.emulatedAccesses += 1
             return .emulate(gpa: gpa, mmio: false)
         }
+        return outcome(of: result, gpa: gpa)
+    }
+
+    /// What the vCPU does after the leaf spte was (or was not) installed for
+    /// the guest frame at `gpa`, counted: retry, or emulate the access when
+    /// the frame stays write-protected.
+    func outcome(of result: SetSPTEResult, gpa: UInt64) -> FaultOutcome {
         switch result {
         case .fixed:
             statistics.shadowFaultsFixed += 1

@@ -62,32 +62,6 @@ public final class ScenarioRecorder {
         }
         let vcpu = currentVCPU
         switch action {
-        case .poke(let address, let value, let width):
-            machine.poke(address, width: width, value)
-        case .store(let address, let value, let width):
-            machine.store(address, width: width, value)
-        case .peek(let address, let width):
-            return .peek(address: address, value: machine.peek(address, width: width))
-        case .hostZapAll:
-            machine.zapAll()
-        case .hostInvalidate(let address, let size):
-            machine.invalidate(address, size: size)
-        case .hostMaxShadowPages(let count):
-            machine.setMaxShadowPages(count)
-        case .hostDirtyLog(.start):
-            machine.startDirtyLog()
-        case .hostDirtyLog(.stop):
-            machine.stopDirtyLog()
-        case .hostDirtyLog(.read):
-            return .dirtyLog(gfns: machine.readDirtyLog())
-        case .writeRegister(let name, let value):
-            return .registerWrite(name, accepted: machine.writeRegister(vcpu: vcpu, name, value))
-        case .setAlignmentCheck(let value):
-            machine.setAlignmentCheck(vcpu: vcpu, value)
-        case .invlpg(let address):
-            machine.invalidatePage(vcpu: vcpu, address)
-        case .flush:
-            machine.flush(vcpu: vcpu)
         case .selectVCPU(let index):
             currentVCPU = index
         case .access(let access):
@@ -95,10 +69,10 @@ public final class ScenarioRecorder {
             let outcome = machine.access(vcpu: vcpu, access)
             if recording { lines.append(Self.expectation(for: access, outcome).scenarioText) }
             return .access(access, outcome)
-        case .enterNested(let entry):
-            machine.enterNested(vcpu: vcpu, entry)
         case .expect:
             commandCount -= 1  // an expectation is not a command; keep it in the text only
+        default:
+            return machine.perform(action, vcpu: vcpu)
         }
         return nil
     }
