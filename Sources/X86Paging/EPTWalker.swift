@@ -73,6 +73,7 @@ public enum EPTWalker {
 
     /// Translates `gpa` for `access`. The access to a guest paging-structure
     /// entry counts as a write when the EPTP enables A/D flags.
+    @inlinable
     public static func translate<Memory: PhysicalMemory, Tracer: WalkTracer>(
         _ gpa: UInt64, _ access: NestedAccess, eptp: EPTPointer, memory: Memory, maxPhysicalAddressBits: Int,
         linearAddressValid: Bool = true, tracer: inout Tracer

@@ -6,6 +6,7 @@ public enum NestedPaging: Hashable, Sendable {
     case npt(host: ControlRegisters)
 
     /// Translates a guest-physical address.
+    @inlinable
     public func translate<Memory: PhysicalMemory, Tracer: WalkTracer>(
         _ gpa: UInt64, _ access: NestedAccess, memory: Memory, tracer: inout Tracer
     ) -> NestedTranslation {
@@ -54,6 +55,7 @@ public enum TwoDimensionalResult: Hashable, Sendable {
 /// address are translated through the second stage. Counts every memory
 /// reference, so a cold walk of a 4-level guest over 4-level tables makes 24.
 public enum TwoDimensionalWalker {
+    @inlinable
     public static func walk<Memory: PhysicalMemory>(
         _ address: UInt64, _ access: MemoryAccess, guest registers: ControlRegisters, nested: NestedPaging,
         memory: Memory, guestMemorySize: UInt64, references: inout Int
@@ -71,7 +73,7 @@ public enum TwoDimensionalWalker {
         case .translated(let translation):
             var tracer = ReferenceCounter()
             let result = nested.translate(translation.physicalAddress, NestedAccess(access.kind), memory: memory, tracer: &tracer)
-            view.references += tracer.references
+            view.referenceCount += tracer.references
             switch result {
             case .translated(let hpa, let shift, let writable):
                 return .translated(translation, hostPhysicalAddress: hpa, nestedPageShift: shift, nestedWritable: writable)
@@ -92,37 +94,45 @@ public enum TwoDimensionalWalker {
 /// Also the view through which an Intel CPU loads a nested guest's PDPTE
 /// registers at MOV CR3 under EPT.
 public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
-    let host: Host
-    let nested: NestedPaging
+    @usableFromInline let host: Host
+    @usableFromInline let nested: NestedPaging
     public let size: UInt64
-    public private(set) var fault: NestedFault?
-    public internal(set) var references = 0
+    /// The first second-stage fault, which stopped the walk.
+    public var fault: NestedFault? { firstFault }
+    /// Memory references made through this view (entries read and their translations).
+    public var references: Int { referenceCount }
+    @usableFromInline var firstFault: NestedFault?
+    @usableFromInline var referenceCount = 0
 
+    @inlinable
     public init(host: Host, nested: NestedPaging, size: UInt64) {
         self.host = host
         self.nested = nested
         self.size = size
     }
 
+    @inlinable
     func hostAddress(_ gpa: UInt64, write: Bool) -> UInt64? {
-        guard fault == nil else { return nil }
+        guard firstFault == nil else { return nil }
         var tracer = ReferenceCounter()
         let result = nested.translate(gpa, NestedAccess(write ? .write : .read, pagingStructure: true), memory: host, tracer: &tracer)
-        references += tracer.references
+        referenceCount += tracer.references
         switch result {
         case .translated(let hpa, _, _): return hpa
         case .fault(let nestedFault):
-            fault = nestedFault
+            firstFault = nestedFault
             return nil
         }
     }
 
+    @inlinable
     public func load(_ address: UInt64, width: Int) -> UInt64 {
         guard let hpa = hostAddress(address, write: false), host.contains(hpa, width: width) else { return 0 }
-        references += 1
+        referenceCount += 1
         return host.load(hpa, width: width)
     }
 
+    @inlinable
     public func store(_ address: UInt64, width: Int, _ value: UInt64) {
         guard let hpa = hostAddress(address, write: true), host.contains(hpa, width: width) else { return }
         host.store(hpa, width: width, value)
@@ -130,13 +140,15 @@ public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
 }
 
 /// Counts the memory references of a walk.
+@usableFromInline
 struct ReferenceCounter: WalkTracer {
-    var references = 0
-    mutating func record(_ step: WalkStep) {
+    @usableFromInline var references = 0
+    @inlinable init() {}
+    @inlinable mutating func record(_ step: WalkStep) {
         if case .memory = step.source { references += 1 }
     }
-    mutating func record(_ update: AccessedDirtyUpdate) {}
-    mutating func record(rights: EffectiveRights, violations: PermissionViolations) {}
+    @inlinable mutating func record(_ update: AccessedDirtyUpdate) {}
+    @inlinable mutating func record(rights: EffectiveRights, violations: PermissionViolations) {}
 }
 
 extension NestedFault {
