@@ -7,9 +7,10 @@
 /// the first 2 MiB, where L2's tables and data live, huge nested pages above;
 /// L1 memory is 32 MiB, so the upper half is MMIO to L0. While L2 runs, L1
 /// edits its nested entries (remaps a page, takes rights away, unmaps, gives
-/// back), switches nCR3 between two copies of its tables and changes paging
-/// mode (NPT); each change is followed by a flush request on every vCPU, so
-/// every access has one correct outcome.
+/// back, or maps one of its own nested tables into L2's space), switches nCR3
+/// between two copies of its tables and changes paging mode (NPT); each change
+/// is followed by a flush request on every vCPU, so every access has one
+/// correct outcome.
 public struct NestedScenarioGenerator {
     /// The second stage L1 uses.
     public enum L1Kind: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -170,8 +171,10 @@ public struct NestedScenarioGenerator {
                 // [0x10000, 0x40000), its data in [0x100000, 0x120000).
                 let set = sets[current]
                 let page: UInt64 = random.next(below: 3) == 0 ? 0x10 + random.next(below: 0x30) : 0x100 + random.next(below: 0x20)
-                let value: UInt64 = switch random.next(below: 6) {
+                let value: UInt64 = switch random.next(below: 7) {
                 case 0: set.leaf((0x100 + random.next(below: 0x20)) << 12)
+                // Hostile: map one of L1's own nested tables into L2's space.
+                case 6: set.leaf(Self.tablesBase + random.next(below: UInt64(sets.count)) * Self.setSize + random.next(below: 6) << 12)
                 case 1: set.leaf(page << 12, writable: false)
                 case 2: 0
                 case 3: set.leaf(page << 12, user: false)

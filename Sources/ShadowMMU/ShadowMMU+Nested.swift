@@ -137,14 +137,11 @@ extension ShadowMMU {
             return .emulate(gpa: gpa, mmio: true)
         }
         if write, writeTrack[gfn] != nil {
-            if access.pagingStructure {
-                // L2's own page table sits in a frame L0 shadows as one of L1's
-                // nested tables: stop shadowing it (`kvm_mmu_unprotect_page`).
-                for page in shadowedPages(of: gfn) { zapPage(page) }
-                flushRemoteTLBs()
-                statistics.shadowFaultsFixed += 1
-                return .fixed
-            }
+            // A write to a frame L0 shadows as one of L1's nested tables — L2's
+            // data, or L2's own page table (its accessed/dirty flags) living in
+            // that frame. L0 emulates the access; unprotecting the frame instead
+            // (`kvm_mmu_unprotect_page`) would livelock when the frame holds the
+            // root's own table (a nested table that maps itself).
             statistics.emulatedAccesses += 1
             return .emulate(gpa: gpa, mmio: false)
         }

@@ -102,6 +102,11 @@ public enum EPTWalker {
         while true {
             let shift = 12 + 9 * (level - 1)
             let entryAddress = table + (gpa >> UInt64(shift) & 511) * 8
+            guard memory.contains(entryAddress, width: 8) else {
+                // An EPT table outside memory reads as not present (as for the guest's own tables).
+                tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: 0, entrySize: 8, decision: .outsideMemory))
+                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptViolation(qualification: qualification)))
+            }
             let entry = memory.load(entryAddress, width: 8)
             if entry & 7 == 0 {
                 tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .notPresent))
