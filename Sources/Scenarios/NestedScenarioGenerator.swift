@@ -173,8 +173,11 @@ public struct NestedScenarioGenerator {
                 let page: UInt64 = random.next(below: 3) == 0 ? 0x10 + random.next(below: 0x30) : 0x100 + random.next(below: 0x20)
                 let value: UInt64 = switch random.next(below: 7) {
                 case 0: set.leaf((0x100 + random.next(below: 0x20)) << 12)
-                // Hostile: map one of L1's own nested tables into L2's space.
-                case 6: set.leaf(Self.tablesBase + random.next(below: UInt64(sets.count)) * Self.setSize + random.next(below: 6) << 12)
+                // Hostile: map one of L1's own nested tables into L2's space — read-only:
+                // a writable one would let L2 change L1's tables with no L1 flush
+                // after it, where a CPU may use stale nested translations and the
+                // checker (which compares L2 accesses exactly) would not know.
+                case 6: set.leaf(Self.tablesBase + random.next(below: UInt64(sets.count)) * Self.setSize + random.next(below: 6) << 12, writable: false)
                 case 1: set.leaf(page << 12, writable: false)
                 case 2: 0
                 case 3: set.leaf(page << 12, user: false)
