@@ -25,3 +25,24 @@ public struct ShadowMMUCommand: ParsableCommand {
 
     public init() {}
 }
+
+extension ShadowMMUCommand {
+    /// Parses the command line and runs the command. A command line the tool
+    /// cannot use (a missing argument, an unknown option or value) is, like
+    /// any input that cannot be used, exit status 2 — after the argument
+    /// parser's message and usage — rather than ArgumentParser's 64.
+    public static func runCommandLine() -> Never {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+            exit()
+        } catch {
+            if exitCode(for: error) == .validationFailure {
+                OutputStream.standardError.writeLine(fullMessage(for: error))
+                OutputStream.standardError.flush()
+                exit(withError: ExitCode(2))
+            }
+            exit(withError: error)
+        }
+    }
+}

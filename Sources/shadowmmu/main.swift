@@ -1,3 +1,3 @@
 import ShadowMMUCommands
 
-ShadowMMUCommand.main()
+ShadowMMUCommand.runCommandLine()

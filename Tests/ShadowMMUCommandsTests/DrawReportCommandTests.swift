@@ -96,7 +96,7 @@ struct DrawReportCommandTests {
             #expect(bad.stderr.contains("bad.scenario:2:"), "\(bad.stderr)")
         }
         let format = try shadowmmu(["draw", "examples/shadow-pae.scenario", "--format", "png"])
-        #expect(format.status == 64, "an unknown format is a usage error (ArgumentParser's EX_USAGE)")
+        #expect(format.status == 2, "an unknown format is unusable input")
         #expect(format.stderr.contains("png"))
     }
 
