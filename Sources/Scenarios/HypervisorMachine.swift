@@ -75,8 +75,23 @@ public final class HypervisorMachine: GuestMachine {
                 stages.append(.note("page fault \(code) on the shadow tables: exit to the hypervisor"))
                 for step in steps { stages.append(Self.stage(for: step)) }
                 stages.append(.note("the hypervisor \(Self.describe(outcome))"))
-            case .twoDimensionalWalk(let references):
-                stages.append(.note("two-dimensional walk: the guest's tables, each guest-physical address translated through the TDP tables (\(references) memory references)"))
+            case .twoDimensionalWalk(let guestTrace, let mode, let secondStage, let references):
+                let l2 = vm.vcpus[vcpu].l1Paging != nil
+                let second = l2 ? "L0's shadow of L1's nested tables" : "the TDP tables"
+                stages.append(.note("two-dimensional walk (\(references) memory references): the \(l2 ? "L2 guest's" : "guest's") own tables, each guest-physical address translated through \(second)"))
+                if mode != .none {
+                    stages.append(.walk(title: "\(l2 ? "L2's" : "guest's") tables (the hardware's walk; guest-physical addresses)", mode: mode, trace: guestTrace))
+                }
+                for step in secondStage {
+                    let what = step.pagingStructure ? "a guest paging-structure entry" : "the final address"
+                    let outcome = switch step.result {
+                    case .translated(let hpa, let shift, let writable):
+                        "host \(hpa.hex) (\(shift == 12 ? "4 KiB" : shift == 21 ? "2 MiB" : "1 GiB") page\(writable ? "" : ", read-only"))"
+                    case .fault(let fault):
+                        "fault: \(fault.result)" + (fault.information.map { " \($0.hex)" } ?? "")
+                    }
+                    stages.append(.note("  second stage: guest-physical \(step.guestPhysicalAddress.hex) (\(what)) → \(outcome); \(step.references) references"))
+                }
             case .nestedExit(let fault, let outcome, let steps):
                 let info = fault.information.map { " with \(fault.result == "npf" ? "EXITINFO1" : "exit qualification") \($0.hex)" } ?? ""
                 stages.append(.note("second-stage fault (\(fault.result)\(info)) at guest-physical \(fault.guestPhysicalAddress.hex): exit to the hypervisor"))

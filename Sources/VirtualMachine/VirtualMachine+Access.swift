@@ -39,7 +39,7 @@ public enum HardwareEvent: Sendable {
     /// The walk faulted: an exit to the hypervisor, what it did step by step, and its outcome.
     case exit(errorCode: PageFaultErrorCode, outcome: FaultOutcome, steps: [MMUEvent])
     /// A two-dimensional walk, with the memory references it made.
-    case twoDimensionalWalk(references: Int)
+    case twoDimensionalWalk(guest: WalkTrace, mode: PagingMode, secondStage: [SecondStageTranslation], references: Int)
     /// A second-stage fault: an exit to the hypervisor, and what it did.
     case nestedExit(NestedFault, outcome: FaultOutcome, steps: [MMUEvent])
 }
@@ -157,11 +157,20 @@ extension VirtualMachine {
             counters.hardwareWalks += 1
             vcpu.hardwareWalks += 1
             var references = 0
-            let result = TwoDimensionalWalker.walk(
-                address, access, guest: guest, nested: vcpu.nested!, memory: host,
-                guestMemorySize: nestedSpace ? Self.l2PhysicalSpace : memory.size, references: &references)
+            let guestSpace = nestedSpace ? Self.l2PhysicalSpace : memory.size
+            let result: TwoDimensionalResult
+            if events != nil {
+                // The same walk, recorded step by step for the explanation.
+                let traced = TwoDimensionalWalker.tracedWalk(
+                    address, access, guest: guest, nested: vcpu.nested!, memory: host, guestMemorySize: guestSpace)
+                result = traced.result
+                references = traced.references
+                events?.append(.twoDimensionalWalk(guest: traced.guest, mode: guest.mode, secondStage: traced.secondStage, references: references))
+            } else {
+                result = TwoDimensionalWalker.walk(
+                    address, access, guest: guest, nested: vcpu.nested!, memory: host, guestMemorySize: guestSpace, references: &references)
+            }
             counters.walkReferences += references
-            events?.append(.twoDimensionalWalk(references: references))
             switch result {
             case .generalProtection:
                 counters.guestGeneralProtectionFaults += 1

@@ -82,6 +82,59 @@ public enum TwoDimensionalWalker {
             }
         }
     }
+
+    /// The same walk, recorded for explanations: the guest's own walk (its
+    /// entries at guest-physical addresses) and every second-stage
+    /// translation it needed, in order.
+    public static func tracedWalk<Memory: PhysicalMemory>(
+        _ address: UInt64, _ access: MemoryAccess, guest registers: ControlRegisters, nested: NestedPaging,
+        memory: Memory, guestMemorySize: UInt64
+    ) -> (result: TwoDimensionalResult, guest: WalkTrace, secondStage: [SecondStageTranslation], references: Int) {
+        let view = NestedGuestMemory(host: memory, nested: nested, size: guestMemorySize)
+        view.recorded = []
+        var guestTrace = WalkTrace()
+        let guestResult = Walker.walk(address, access, registers: registers, memory: view, tracer: &guestTrace)
+        var result: TwoDimensionalResult
+        if let fault = view.fault {
+            result = .nestedFault(fault)
+        } else {
+            switch guestResult {
+            case .generalProtection: result = .generalProtection
+            case .pageFault(let code): result = .guestPageFault(code)
+            case .translated(let translation):
+                var tracer = ReferenceCounter()
+                let final = nested.translate(translation.physicalAddress, NestedAccess(access.kind), memory: memory, tracer: &tracer)
+                view.referenceCount += tracer.references
+                view.recorded?.append(SecondStageTranslation(
+                    guestPhysicalAddress: translation.physicalAddress, pagingStructure: false, result: final, references: tracer.references))
+                switch final {
+                case .translated(let hpa, let shift, let writable):
+                    result = .translated(translation, hostPhysicalAddress: hpa, nestedPageShift: shift, nestedWritable: writable)
+                case .fault(let fault):
+                    result = .nestedFault(fault)
+                }
+            }
+        }
+        return (result, guestTrace, view.recorded ?? [], view.references)
+    }
+}
+
+/// One second-stage translation a two-dimensional walk made: of a guest
+/// paging-structure entry's address, or of the final guest-physical address.
+public struct SecondStageTranslation: Hashable, Sendable {
+    public var guestPhysicalAddress: UInt64
+    public var pagingStructure: Bool
+    public var result: NestedTranslation
+    /// Memory references of this translation (entries of the second-stage tables).
+    public var references: Int
+
+    @inlinable
+    public init(guestPhysicalAddress: UInt64, pagingStructure: Bool, result: NestedTranslation, references: Int) {
+        self.guestPhysicalAddress = guestPhysicalAddress
+        self.pagingStructure = pagingStructure
+        self.result = result
+        self.references = references
+    }
 }
 
 /// Guest-physical memory as a two-dimensional walk sees it: each load or
@@ -103,6 +156,8 @@ public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
     public var references: Int { referenceCount }
     @usableFromInline var firstFault: NestedFault?
     @usableFromInline var referenceCount = 0
+    /// When set, every second-stage translation of a paging-structure access is appended.
+    @usableFromInline var recorded: [SecondStageTranslation]?
 
     @inlinable
     public init(host: Host, nested: NestedPaging, size: UInt64) {
@@ -117,6 +172,7 @@ public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
         var tracer = ReferenceCounter()
         let result = nested.translate(gpa, NestedAccess(write ? .write : .read, pagingStructure: true), memory: host, tracer: &tracer)
         referenceCount += tracer.references
+        recorded?.append(SecondStageTranslation(guestPhysicalAddress: gpa, pagingStructure: true, result: result, references: tracer.references))
         switch result {
         case .translated(let hpa, _, _): return hpa
         case .fault(let nestedFault):

@@ -88,6 +88,29 @@ struct TwoDimensionalWalkTests {
         }
     }
 
+    @Test("The traced walk (for explain) agrees with the walk and records each second-stage translation",
+          arguments: [(4, 4, 24), (5, 5, 35), (4, 5, 29), (5, 4, 29)])
+    func tracedWalkAgrees(_ guestLevels: Int, _ tdpLevels: Int, _ expected: Int) {
+        for ept in [true, false] {
+            let machine = Machine(tdpLevels: tdpLevels, ept: ept)
+            let guest = machine.guestRegisters(levels: guestLevels)
+            let traced = TwoDimensionalWalker.tracedWalk(
+                0x1000, .read, guest: guest, nested: machine.nested, memory: machine.host, guestMemorySize: 1 << 30)
+            guard case .translated(let translation, let hpa, _, _) = traced.result else {
+                Issue.record("\(guestLevels)-level guest on \(tdpLevels)-level \(ept ? "EPT" : "NPT"): \(traced.result)")
+                continue
+            }
+            #expect(translation.physicalAddress == 0x5000 && hpa == machine.guestBase + 0x5000)
+            #expect(traced.references == expected)
+            // One translation per guest entry, then the final address; each walks every second-stage level.
+            #expect(traced.secondStage.count == guestLevels + 1)
+            #expect(traced.secondStage.map(\.pagingStructure) == Array(repeating: true, count: guestLevels) + [false])
+            #expect(traced.secondStage.allSatisfy { $0.references == tdpLevels })
+            #expect(traced.guest.steps.count == guestLevels)
+            #expect(traced.secondStage.last?.guestPhysicalAddress == 0x5000)
+        }
+    }
+
     @Test func eptViolationOnTheFinalAddressReportsAccessAndRights() {
         let machine = Machine(tdpLevels: 4, ept: true)
         let guest = machine.guestRegisters(levels: 4)
