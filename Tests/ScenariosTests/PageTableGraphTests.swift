@@ -287,11 +287,17 @@ struct NestedDrawingTests {
         #expect(guest.filter { $0.marks.contains(.writeTracked) }.count == 2)
     }
 
-    @Test("EPT L1: L1's EPT tables are named, not drawn; L0's shadow is")
+    @Test("EPT L1: L1's EPT tables beside L0's shadow EPT, each shadow page pointing at the EPT table it shadows")
     func eptL1() throws {
         let graph = try PageTableGraph.draw(try example("nested-ept.scenario"))
-        #expect(graph.nodes(on: .guest).isEmpty)
-        #expect(graph.notes.contains { $0.contains("EPT tables are not drawn") })
+        let guest = graph.nodes(on: .guest)
+        #expect(guest.map(\.title).sorted() == [
+            "EPT PD at gpa 0x22000", "EPT PDPT at gpa 0x21000", "EPT PML4 at gpa 0x20000", "EPT PT at gpa 0x23000",
+        ].sorted(), "\(guest.map(\.title))")
         #expect(graph.nodes(on: .hypervisor).count == 4)
+        #expect(graph.edges.filter { $0.kind == .shadows }.count == 4)
+        // The EPT PT's entry for L2-physical 0x5000 is read and execute only.
+        let pt = try #require(guest.first { $0.title.contains("0x23000") })
+        #expect(pt.entries.contains { $0.index == 5 && $0.kind == .leaf && $0.text.contains("0x105000") })
     }
 }

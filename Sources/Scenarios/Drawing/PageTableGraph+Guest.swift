@@ -58,9 +58,14 @@ extension PageTableGraph.Builder {
                 // The tables L0 shadows for this vCPU are L1's nested tables, in L1's paging mode.
                 registers = l1
                 nested = true
-            case .ept?:
-                notes.append("vCPU \(vcpu) runs L2 under L1's EPT: L1's EPT tables are not drawn (only x86-format tables are)")
-                roots.append(.init(vcpu: vcpu, side: .guest, id: "root-g-\(vcpu)", label: "vCPU \(vcpu): L1's EPT", node: nil))
+            case .ept(let eptp, let bits)?:
+                // L1's EPT tables, what L0 shadows for this vCPU's L2.
+                let rootID = "root-g-\(vcpu)"
+                let root = eptp.root(maxPhysicalAddressBits: bits)
+                let top = eptTable(gpa: root, level: eptp.levels, maxPhysicalAddressBits: bits)
+                if top == nil { notes.append("vCPU \(vcpu): the EPTP's table \(root.hex) lies outside L1's memory") }
+                roots.append(.init(vcpu: vcpu, side: .guest, id: rootID, label: "vCPU \(vcpu) L1's EPTP \(eptp.rawValue.hex) (\(eptp.levels)-level EPT)", node: top))
+                if let top { edges.append(.init(from: rootID, entry: nil, to: top, kind: .root)) }
                 modes.append("EPT")
                 nested = true
                 continue
@@ -149,6 +154,45 @@ extension PageTableGraph.Builder {
         var entries: [Entry] = []
         for (index, raw) in listed {
             entries.append(guestEntry(index: index, raw: raw, level: level, registers: registers, from: id))
+        }
+        update(id) { $0.entries = entries }
+        return id
+    }
+
+    /// An L1's EPT table at `gpa` of `level`, with the tables below it; nil
+    /// when it lies outside memory (an EPT walk through it is a violation).
+    mutating func eptTable(gpa: UInt64, level: Int, maxPhysicalAddressBits bits: Int) -> String? {
+        let id = PageTableGraph.guestNodeID(entrySize: 8, level: level, gpa: gpa)
+        if has(id) { return id }
+        guard gpa < configuration.memorySize else { return nil }
+        let present = presentEntries(count: 512) { index in
+            let raw = machine.peek(gpa + UInt64(index * 8), width: 8)
+            return raw & 7 != 0 ? raw : nil
+        }
+        let listed = present.prefix(maxEntries)
+        var node = Node(
+            id: id, side: .guest, level: level, title: "EPT \(PageTableGraph.tableName(level: level)) at gpa \(gpa.hex)",
+            details: [], entries: [], omittedEntries: present.count - listed.count, marks: [])
+        addProtection(&node, gfn: gpa >> 12)
+        add(node)
+        var entries: [Entry] = []
+        for (index, raw) in listed {
+            let flags = PageTableGraph.flags(EPTEntry(rawValue: raw).description)
+            let large = raw & EPTEntry.pageSize.rawValue != 0 && (level == 2 || level == 3)
+            if level == 1 || large {
+                let shift = 12 + 9 * (level - 1)
+                let base = raw & bitRange(bits - 1, shift)
+                entries.append(Entry(index: index, raw: raw, kind: .leaf, hugePageSize: large ? (level == 2 ? "2M" : "1G") : nil, text: "→ \(base.hex) \(flags)"))
+                continue
+            }
+            let childGPA = raw & bitRange(bits - 1, 12)
+            let name = PageTableGraph.tableName(level: level - 1)
+            guard let child = eptTable(gpa: childGPA, level: level - 1, maxPhysicalAddressBits: bits) else {
+                entries.append(Entry(index: index, raw: raw, kind: .broken, text: "→ EPT \(name) \(childGPA.hex): outside memory, an EPT violation \(flags)"))
+                continue
+            }
+            edges.append(.init(from: id, entry: index, to: child, kind: .entry))
+            entries.append(Entry(index: index, raw: raw, kind: .table, text: "→ EPT \(name) \(childGPA.hex) \(flags)", child: child))
         }
         update(id) { $0.entries = entries }
         return id
