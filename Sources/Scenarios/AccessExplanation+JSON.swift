@@ -33,7 +33,7 @@ extension AccessExplanation {
             .object([("result", .string("gp"))])
         case .nestedFault(let fault):
             .object([("result", .string(fault.result)), ("gpa", .hex(fault.guestPhysicalAddress))]
-                + (fault.information.map { [(fault.result == "npf" ? "exit_info_1" : "qualification", JSONValue.hex($0))] } ?? []))
+                + (fault.information.map { [(fault.informationField, JSONValue.hex($0))] } ?? []))
         }
     }
 

@@ -42,7 +42,7 @@ extension AccessExplanation {
         case .generalProtection:
             "general-protection fault (#GP(0)) delivered to the guest."
         case .nestedFault(let fault):
-            "L1's nested tables deny it: \(fault.result == "npf" ? "a nested page fault (#NPF)" : fault.result == "ept-violation" ? "an EPT violation" : "an EPT misconfiguration") is delivered to the L1 hypervisor at L2-physical address \(fault.guestPhysicalAddress.hex)" + (fault.information.map { " (\(fault.result == "npf" ? "EXITINFO1" : "exit qualification") \($0.hex))" } ?? "") + "."
+            "L1's nested tables deny it: \(fault.result == "npf" ? "a nested page fault (#NPF)" : fault.result == "ept-violation" ? "an EPT violation" : "an EPT misconfiguration") is delivered to the L1 hypervisor at L2-physical address \(fault.guestPhysicalAddress.hex)" + (fault.information.map { " (\(fault.informationName) \($0.hex))" } ?? "") + "."
         }
     }
 

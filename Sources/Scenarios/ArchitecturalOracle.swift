@@ -37,7 +37,7 @@ final class ArchitecturalOracle {
 
     func enterNested(vcpu: Int, _ entry: NestedEntry) {
         let bits = registers[vcpu].model.maxPhysicalAddressBits
-        l1Paging[vcpu] = entry.secondStage?.nestedPaging(maxPhysicalAddressBits: bits) ?? l1Paging[vcpu]
+        l1Paging[vcpu] = entry.paging(maxPhysicalAddressBits: bits, previous: l1Paging[vcpu])
     }
 
     /// An L2 access, performed on the oracle's memory as the architecture does it.

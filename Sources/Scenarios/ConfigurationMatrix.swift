@@ -46,11 +46,10 @@ public enum ConfigurationMatrix {
         for (index, (label, text)) in guests.enumerated() {
             progress?(index, guests.count, label)
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
-            let nested = scenario.nestedFormat != nil
             for report in try DifferentialChecker.check(scenario) {
                 guard let machine = report.machine as? HypervisorMachine else { continue }
                 let statistics = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
-                let root = nested ? machine.vm.mmu.dumpNestedRoot(vcpu: 0) : machine.vm.mmu.dumpRoot(vcpu: 0)
+                let root = machine.currentRoot(vcpu: 0)
                 let (levels, local) = shape(root)
                 let walks = statistics["hardware_walks"] ?? 0
                 rows.append(MatrixRow(

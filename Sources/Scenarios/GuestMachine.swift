@@ -83,6 +83,14 @@ extension AccessCommand {
     }
 }
 
+extension NestedEntry {
+    /// The second stage L1 gives L2 after this entry: the one it names, or for
+    /// `nested flush` the one before (`previous`).
+    public func paging(maxPhysicalAddressBits bits: Int, previous: NestedPaging?) -> NestedPaging? {
+        secondStage?.nestedPaging(maxPhysicalAddressBits: bits) ?? previous
+    }
+}
+
 extension NestedEntry.SecondStage {
     /// The architectural second stage L1 sets up: for NPT, L1's registers in
     /// its paging mode (an AMD CPU: nested PDPTEs are never latched) with

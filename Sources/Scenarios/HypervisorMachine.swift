@@ -48,7 +48,7 @@ public final class HypervisorMachine: GuestMachine {
     public func enterNested(vcpu: Int, _ entry: NestedEntry) {
         audited("nested") {
             let bits = vm.vcpus[vcpu].registers.model.maxPhysicalAddressBits
-            guard let paging = entry.secondStage?.nestedPaging(maxPhysicalAddressBits: bits) ?? vm.vcpus[vcpu].l1Paging else { return }
+            guard let paging = entry.paging(maxPhysicalAddressBits: bits, previous: vm.vcpus[vcpu].l1Paging) else { return }
             vm.enterNested(vcpu: vcpu, paging: paging, flush: entry.flush)
         }
     }
@@ -93,7 +93,7 @@ public final class HypervisorMachine: GuestMachine {
                     stages.append(.note("  second stage: guest-physical \(step.guestPhysicalAddress.hex) (\(what)) → \(outcome); \(step.references) references"))
                 }
             case .nestedExit(let fault, let outcome, let steps):
-                let info = fault.information.map { " with \(fault.result == "npf" ? "EXITINFO1" : "exit qualification") \($0.hex)" } ?? ""
+                let info = fault.information.map { " with \(fault.informationName) \($0.hex)" } ?? ""
                 stages.append(.note("second-stage fault (\(fault.result)\(info)) at guest-physical \(fault.guestPhysicalAddress.hex): exit to the hypervisor"))
                 for step in steps { stages.append(Self.stage(for: step)) }
                 stages.append(.note("the hypervisor \(Self.describe(outcome))"))
@@ -114,11 +114,10 @@ public final class HypervisorMachine: GuestMachine {
             let what = access.pagingStructure ? "an access to L2's page tables" : "L2's final address"
             switch paging {
             case .npt(let l1):
-                // NPT: every access is a user access; L2's page-table accesses are writes.
-                let kind: MemoryAccess.Kind = access.pagingStructure ? .write : access.kind
+                // NPT: every access is a user access, of the kind the second stage judges it.
                 return .nestedWalk(
                     title: "L1's nested page tables (the hypervisor's walk of nCR3's tables for \(what), L1-physical addresses)",
-                    mode: l1.mode, ept: false, address: address, access: MemoryAccess(kind, .user), trace: trace)
+                    mode: l1.mode, ept: false, address: address, access: MemoryAccess(paging.judgedKind(access), .user), trace: trace)
             case .ept(let eptp, _):
                 return .nestedWalk(
                     title: "L1's EPT tables (the hypervisor's walk for \(what), L1-physical addresses)",
@@ -204,9 +203,14 @@ public final class HypervisorMachine: GuestMachine {
         ]
     }
 
+    /// The root the vCPU's hardware uses now: L0's shadow of L1's tables while
+    /// it runs L2, else the root of its own MMU context (nil before the first entry).
+    public func currentRoot(vcpu: Int) -> ShadowTableDump? {
+        vm.vcpus[vcpu].l1Paging != nil ? vm.mmu.dumpNestedRoot(vcpu: vcpu) : vm.mmu.dumpRoot(vcpu: vcpu)
+    }
+
     public func shadowRoot(vcpu: Int) -> JSONValue {
-        let running = vm.vcpus[vcpu].l1Paging != nil ? vm.mmu.dumpNestedRoot(vcpu: vcpu) : vm.mmu.dumpRoot(vcpu: vcpu)
-        guard let root = running else { return .null }
+        guard let root = currentRoot(vcpu: vcpu) else { return .null }
         return Self.json(root, format: vm.mmu.spteFormat)
     }
 

@@ -123,7 +123,7 @@ public final class NativeMachine: GuestMachine {
 
     public func enterNested(vcpu: Int, _ entry: NestedEntry) {
         let bits = cpus[vcpu].registers.model.maxPhysicalAddressBits
-        l1Paging[vcpu] = entry.secondStage?.nestedPaging(maxPhysicalAddressBits: bits) ?? l1Paging[vcpu]
+        l1Paging[vcpu] = entry.paging(maxPhysicalAddressBits: bits, previous: l1Paging[vcpu])
     }
 
     public func poke(_ address: UInt64, width: Int, _ value: UInt64) { memory.backing.store(address, width: width, value) }

@@ -68,7 +68,8 @@ public struct NestedScenarioGenerator {
             return frame | 1 | (writable ? 2 : 0) | (user ? 4 : 0) | (!execute && hasExecuteDisable ? 1 << 63 : 0)
         }
 
-        func table(_ frame: UInt64) -> UInt64 { ept ? frame | 7 : frame | 7 }
+        /// A non-leaf entry with every right (P RW US for NPT, R W X for EPT: both 7).
+        func table(_ frame: UInt64) -> UInt64 { frame | 7 }
 
         /// Writes the tables with `poke` lines.
         mutating func build(into lines: inout [String]) {

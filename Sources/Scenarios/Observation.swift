@@ -49,11 +49,7 @@ public struct Observation: Sendable, Equatable {
             case .nestedFault(let fault):
                 fields.append(("result", .string(fault.result)))
                 fields.append(("gpa", .hex(fault.guestPhysicalAddress)))
-                switch fault.kind {
-                case .nestedPageFault(let info): fields.append(("exit_info_1", .hex(info)))
-                case .eptViolation(let qualification): fields.append(("qualification", .hex(qualification)))
-                case .eptMisconfiguration: break
-                }
+                if let info = fault.information { fields.append((fault.informationField, .hex(info))) }
             }
         case .peek(let address, let value):
             fields += [("op", .string("peek")), ("addr", .hex(address)), ("value", .hex(value))]
@@ -97,6 +93,15 @@ extension NestedFault {
         case .eptMisconfiguration: "ept-misconfig"
         }
     }
+
+    /// The output field that carries `information`: `exit_info_1` or `qualification`.
+    public var informationField: String { Self.informationField(result: result) }
+    /// Its name in prose: EXITINFO1 or the exit qualification.
+    public var informationName: String { result == "npf" ? "EXITINFO1" : "exit qualification" }
+
+    static func informationField(result: String) -> String { result == "npf" ? "exit_info_1" : "qualification" }
+    /// The `expect` option that checks `information` for a `result` (`info=` or `qualification=`).
+    static func expectationKey(result: String) -> String { result == "npf" ? "info" : "qualification" }
 
     /// EXITINFO1 or the exit qualification; nil for a misconfiguration.
     public var information: UInt64? {

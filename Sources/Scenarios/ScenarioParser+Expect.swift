@@ -1,3 +1,5 @@
+import X86Paging
+
 extension ScenarioParser {
     /// A command whose result an `expect` can check.
     enum ObservableCommand: Equatable {
@@ -76,7 +78,7 @@ extension ScenarioParser.LineReader {
             return .gp
 
         case "npf", "ept-violation", "ept-misconfig":
-            let infoKey = kind.text == "npf" ? "info" : "qualification"
+            let infoKey = NestedFault.expectationKey(result: kind.text)
             let keys = kind.text == "ept-misconfig" ? ["gpa"] : ["gpa", infoKey]
             let options = try options(keys, of: "expect \(kind.text)", usage: keys.map { "\($0)=VALUE" }.joined(separator: " or "))
             var gpa: UInt64?

@@ -49,15 +49,6 @@ extension PageRole {
 }
 
 extension NestedPaging {
-    /// Whether `access` writes at the second stage: NPT treats guest
-    /// paging-structure accesses as writes; EPT does when it sets A/D flags.
-    func writes(_ access: NestedAccess) -> Bool {
-        switch self {
-        case .npt: access.pagingStructure || access.kind == .write
-        case .ept(let eptp, _): access.kind == .write || (access.pagingStructure && eptp.accessedDirtyEnabled)
-        }
-    }
-
     /// Whether a nested leaf entry is dirty (always, for EPT without A/D flags).
     func isDirty(leaf entry: UInt64) -> Bool {
         switch self {
@@ -128,7 +119,7 @@ extension ShadowMMU {
             gpa = l1Address
         }
         let gfn = gpa >> 12
-        let write = paging.writes(access)
+        let write = paging.judgedKind(access) == .write
         guard let slot = memory.slot(for: gfn) else {
             makeMMUPagesAvailable()
             _ = fetch(context, address, walk: walk, gfn: gfn, slot: nil, access: walk.pageAccess, protectionKey: 0, write: write)

@@ -114,8 +114,9 @@ extension ShadowMMU {
     }
 
     /// What the vCPU does after the leaf spte was (or was not) installed for
-    /// the guest frame at `gpa`, counted: retry, or emulate the access when
-    /// the frame stays write-protected.
+    /// the guest frame at `gpa`, counted: retry, or emulate the access — MMIO
+    /// when no memslot holds the frame (an MMIO spte), a write when the frame
+    /// stays write-protected.
     func outcome(of result: SetSPTEResult, gpa: UInt64) -> FaultOutcome {
         switch result {
         case .fixed:
@@ -124,7 +125,11 @@ extension ShadowMMU {
         case .spurious:
             statistics.spuriousFaults += 1
             return .spurious
-        case .writeProtected, .mmio:
+        case .mmio:
+            statistics.mmioExits += 1
+            statistics.emulatedAccesses += 1
+            return .emulate(gpa: gpa, mmio: true)
+        case .writeProtected:
             statistics.emulatedAccesses += 1
             return .emulate(gpa: gpa, mmio: false)
         }
@@ -291,20 +296,9 @@ extension ShadowMMU {
         }
         makeMMUPagesAvailable()
         let goal = slot.map { hugePageLevel(gfn: gfn, slot: $0, rootLevel: context.rootRole.level) } ?? 1
-        switch fetch(context, gpa, walk: walk, gfn: gfn, slot: slot, access: .all, protectionKey: 0, write: write, goalLevel: goal) {
-        case .fixed:
-            statistics.shadowFaultsFixed += 1
-            return .fixed
-        case .spurious:
-            statistics.spuriousFaults += 1
-            return .spurious
-        case .mmio:
-            statistics.mmioExits += 1
-            statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: true)
-        case .writeProtected:
-            preconditionFailure("TDP tables never write-protect guest frames")
-        }
+        let result = fetch(context, gpa, walk: walk, gfn: gfn, slot: slot, access: .all, protectionKey: 0, write: write, goalLevel: goal)
+        precondition(result != .writeProtected, "TDP tables never write-protect guest frames")
+        return outcome(of: result, gpa: gpa)
     }
 
     /// The largest page that can map `gfn` (`kvm_mmu_max_mapping_level`): the

@@ -134,7 +134,7 @@ public final class ShadowMMU {
         /// nPDPTE just read applies here: shadow NPT for a PAE L1 only (for an
         /// ordinary PAE guest the latched PDPTE registers win).
         var checksNestedPDPTEs: Bool {
-            if case .npt = nested { return cpuRole.level == 3 && !cpuRole.base.hasFourByteGPTE }
+            if case .npt = nested { return cpuRole.level == 3 }
             return false
         }
 

@@ -15,7 +15,7 @@ public enum NestedPaging: Hashable, Sendable {
             return EPTWalker.translate(gpa, access, eptp: eptp, memory: memory, maxPhysicalAddressBits: bits, tracer: &tracer)
         case .npt(let host):
             // Every NPT access is a user access; guest paging-structure accesses are writes.
-            let kind: MemoryAccess.Kind = access.pagingStructure ? .write : access.kind
+            let kind = judgedKind(access)
             let stage: UInt64 = access.pagingStructure ? 1 << 33 : 1 << 32
             // Nested tables translate 32 (legacy modes), 48 (4-level) or 57 (5-level)
             // bits of guest-physical address: nothing above is mapped (not present).
@@ -63,24 +63,7 @@ public enum TwoDimensionalWalker {
         let view = NestedGuestMemory(host: memory, nested: nested, size: guestMemorySize)
         defer { references += view.references }
         var trace = NoWalkTrace()
-        let guestResult = Walker.walk(address, access, registers: registers, memory: view, tracer: &trace)
-        if let fault = view.fault { return .nestedFault(fault) }
-        switch guestResult {
-        case .generalProtection:
-            return .generalProtection
-        case .pageFault(let code):
-            return .guestPageFault(code)
-        case .translated(let translation):
-            var tracer = ReferenceCounter()
-            let result = nested.translate(translation.physicalAddress, NestedAccess(access.kind), memory: memory, tracer: &tracer)
-            view.referenceCount += tracer.references
-            switch result {
-            case .translated(let hpa, let shift, let writable):
-                return .translated(translation, hostPhysicalAddress: hpa, nestedPageShift: shift, nestedWritable: writable)
-            case .fault(let fault):
-                return .nestedFault(fault)
-            }
-        }
+        return walk(address, access, guest: registers, through: view, tracer: &trace)
     }
 
     /// The same walk, recorded for explanations: the guest's own walk (its
@@ -93,29 +76,32 @@ public enum TwoDimensionalWalker {
         let view = NestedGuestMemory(host: memory, nested: nested, size: guestMemorySize)
         view.recorded = []
         var guestTrace = WalkTrace()
-        let guestResult = Walker.walk(address, access, registers: registers, memory: view, tracer: &guestTrace)
-        var result: TwoDimensionalResult
-        if let fault = view.fault {
-            result = .nestedFault(fault)
-        } else {
-            switch guestResult {
-            case .generalProtection: result = .generalProtection
-            case .pageFault(let code): result = .guestPageFault(code)
-            case .translated(let translation):
-                var tracer = ReferenceCounter()
-                let final = nested.translate(translation.physicalAddress, NestedAccess(access.kind), memory: memory, tracer: &tracer)
-                view.referenceCount += tracer.references
-                view.recorded?.append(SecondStageTranslation(
-                    guestPhysicalAddress: translation.physicalAddress, pagingStructure: false, result: final, references: tracer.references))
-                switch final {
-                case .translated(let hpa, let shift, let writable):
-                    result = .translated(translation, hostPhysicalAddress: hpa, nestedPageShift: shift, nestedWritable: writable)
-                case .fault(let fault):
-                    result = .nestedFault(fault)
-                }
+        let result = walk(address, access, guest: registers, through: view, tracer: &guestTrace)
+        return (result, guestTrace, view.recorded ?? [], view.references)
+    }
+
+    /// The walk both entry points share: the guest's walk through `view`,
+    /// then the second-stage translation of the final guest-physical address.
+    @inlinable
+    static func walk<Memory: PhysicalMemory, Tracer: WalkTracer>(
+        _ address: UInt64, _ access: MemoryAccess, guest registers: ControlRegisters, through view: NestedGuestMemory<Memory>,
+        tracer: inout Tracer
+    ) -> TwoDimensionalResult {
+        let guestResult = Walker.walk(address, access, registers: registers, memory: view, tracer: &tracer)
+        if let fault = view.fault { return .nestedFault(fault) }
+        switch guestResult {
+        case .generalProtection:
+            return .generalProtection
+        case .pageFault(let code):
+            return .guestPageFault(code)
+        case .translated(let translation):
+            switch view.translate(translation.physicalAddress, NestedAccess(access.kind)) {
+            case .translated(let hpa, let shift, let writable):
+                return .translated(translation, hostPhysicalAddress: hpa, nestedPageShift: shift, nestedWritable: writable)
+            case .fault(let fault):
+                return .nestedFault(fault)
             }
         }
-        return (result, guestTrace, view.recorded ?? [], view.references)
     }
 }
 
@@ -166,14 +152,21 @@ public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
         self.size = size
     }
 
+    /// One second-stage translation, counted (and recorded when recording).
+    @inlinable
+    func translate(_ gpa: UInt64, _ access: NestedAccess) -> NestedTranslation {
+        var tracer = ReferenceCounter()
+        let result = nested.translate(gpa, access, memory: host, tracer: &tracer)
+        referenceCount += tracer.references
+        recorded?.append(SecondStageTranslation(
+            guestPhysicalAddress: gpa, pagingStructure: access.pagingStructure, result: result, references: tracer.references))
+        return result
+    }
+
     @inlinable
     func hostAddress(_ gpa: UInt64, write: Bool) -> UInt64? {
         guard firstFault == nil else { return nil }
-        var tracer = ReferenceCounter()
-        let result = nested.translate(gpa, NestedAccess(write ? .write : .read, pagingStructure: true), memory: host, tracer: &tracer)
-        referenceCount += tracer.references
-        recorded?.append(SecondStageTranslation(guestPhysicalAddress: gpa, pagingStructure: true, result: result, references: tracer.references))
-        switch result {
+        switch translate(gpa, NestedAccess(write ? .write : .read, pagingStructure: true)) {
         case .translated(let hpa, _, _): return hpa
         case .fault(let nestedFault):
             firstFault = nestedFault
@@ -226,6 +219,17 @@ extension NestedFault {
 }
 
 extension NestedPaging {
+    /// The kind of access the second stage judges `access` as: NPT treats
+    /// accesses to the guest's paging structures as writes; EPT does when its
+    /// accessed/dirty flags are on (it may set them).
+    @inlinable
+    public func judgedKind(_ access: NestedAccess) -> MemoryAccess.Kind {
+        switch self {
+        case .npt: access.pagingStructure ? .write : access.kind
+        case .ept(let eptp, _): access.pagingStructure && eptp.accessedDirtyEnabled ? .write : access.kind
+        }
+    }
+
     /// The paging-structure root this second stage starts from (nCR3's table, or the EPTP's).
     public var rootAddress: UInt64 {
         switch self {

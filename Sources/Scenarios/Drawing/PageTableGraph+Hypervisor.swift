@@ -20,7 +20,7 @@ extension PageTableGraph.Builder {
             let rootID = "root-h-\(vcpu)"
             let runsL2 = machine.vm.vcpus[vcpu].l1Paging != nil
             if runsL2 { hypervisorHeading = "L0's shadow of L1's nested tables (the hardware's second stage for L2; host frames)" }
-            guard let root = runsL2 ? mmu.dumpNestedRoot(vcpu: vcpu) : mmu.dumpRoot(vcpu: vcpu) else {
+            guard let root = machine.currentRoot(vcpu: vcpu) else {
                 notes.append("vCPU \(vcpu): no hypervisor root yet (the vCPU has not run since its paging last changed)")
                 roots.append(.init(vcpu: vcpu, side: .hypervisor, id: rootID, label: "vCPU \(vcpu): no root", node: nil))
                 continue

@@ -69,7 +69,7 @@ extension ScenarioReport {
             return (["gp"], "<span class=\"badge gp\">gp</span>")
         case .access(_, .nestedFault(let fault)):
             return (["fault", "nested"], "<span class=\"badge fault\">\(fault.result)</span> to L1 at L2-physical \(fault.guestPhysicalAddress.hex)"
-                + (fault.information.map { " <span class=\"decoded\">\(fault.result == "npf" ? "EXITINFO1" : "qualification") \($0.hex)</span>" } ?? ""))
+                + (fault.information.map { " <span class=\"decoded\">\(fault.informationName) \($0.hex)</span>" } ?? ""))
         case .peek(_, let value):
             return (["peek"], "value \(value.hex)")
         case .registerWrite(_, let accepted):

@@ -151,7 +151,7 @@ extension Action {
             case .gp: return "expect gp"
             case .value(let value): return "expect value=\(value.hex)"
             case .nestedFault(let kind, let gpa, let info):
-                let infoKey = kind == "npf" ? "info" : "qualification"
+                let infoKey = NestedFault.expectationKey(result: kind)
                 return "expect \(kind)" + (gpa.map { " gpa=\($0.hex)" } ?? "") + (info.map { " \(infoKey)=\($0.hex)" } ?? "")
             }
         case .enterNested(let entry):
