@@ -3,7 +3,13 @@
 // ShadowMMU: an executable model of the Linux KVM x86 MMU.
 //
 // Modules, dependencies pointing one way (see docs/ and DESIGN.md §3):
-//   X86Paging ← ShadowMMU ← VirtualMachine ← Scenarios ← ShadowMMUCommands ← shadowmmu
+//   X86Paging ← ShadowMMU ← VirtualMachine ← ScenarioRuntime ← {ScenarioVerification,
+//   ScenarioVisualization, GuestWorkloads} ← ShadowMMUCommands ← shadowmmu
+//
+// The scenario language (ScenarioLanguage: AST, parser, printer) imports only
+// X86Paging; the runtime runs it on a machine; the three tool modules above
+// the runtime (verification, visualization, guest workloads) never import
+// each other: the commands library composes them.
 //
 // Benchmarks live in their own package under Benchmarks/ so that building and
 // testing this package never pulls in the benchmark harness.
@@ -16,7 +22,11 @@ let package = Package(
         .library(name: "X86Paging", targets: ["X86Paging"]),
         .library(name: "ShadowMMU", targets: ["ShadowMMU"]),
         .library(name: "VirtualMachine", targets: ["VirtualMachine"]),
-        .library(name: "Scenarios", targets: ["Scenarios"]),
+        .library(name: "ScenarioLanguage", targets: ["ScenarioLanguage"]),
+        .library(name: "ScenarioRuntime", targets: ["ScenarioRuntime"]),
+        .library(name: "ScenarioVerification", targets: ["ScenarioVerification"]),
+        .library(name: "ScenarioVisualization", targets: ["ScenarioVisualization"]),
+        .library(name: "GuestWorkloads", targets: ["GuestWorkloads"]),
         .executable(name: "shadowmmu", targets: ["shadowmmu"]),
     ],
     dependencies: [
@@ -26,21 +36,41 @@ let package = Package(
         .target(name: "X86Paging"),
         .target(name: "ShadowMMU", dependencies: ["X86Paging"]),
         .target(name: "VirtualMachine", dependencies: ["ShadowMMU", "X86Paging"]),
-        .target(name: "Scenarios", dependencies: ["VirtualMachine", "ShadowMMU", "X86Paging"]),
+        .target(name: "ScenarioLanguage", dependencies: ["X86Paging"]),
+        .target(name: "ScenarioRuntime", dependencies: ["ScenarioLanguage", "VirtualMachine", "ShadowMMU", "X86Paging"]),
+        .target(name: "ScenarioVerification", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "VirtualMachine", "ShadowMMU", "X86Paging"]),
+        .target(name: "ScenarioVisualization", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging"]),
+        .target(name: "GuestWorkloads", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "X86Paging"]),
         .target(
             name: "ShadowMMUCommands",
             dependencies: [
-                "Scenarios", "ShadowMMU", "X86Paging",
+                "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "ScenarioVisualization", "GuestWorkloads",
+                "ShadowMMU", "X86Paging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(name: "shadowmmu", dependencies: ["ShadowMMUCommands"]),
+        // Helpers several test targets share (where the repository's files
+        // are, hex, a scenario run to its printed lines); not a test target.
+        .target(name: "TestSupport", dependencies: ["ScenarioLanguage", "ScenarioRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "X86PagingTests", dependencies: ["X86Paging"]),
         .testTarget(
-            name: "ShadowMMUTests", dependencies: ["ShadowMMU", "VirtualMachine", "Scenarios", "X86Paging"],
+            name: "ShadowMMUTests",
+            dependencies: ["ShadowMMU", "VirtualMachine", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "X86Paging", "TestSupport"],
             exclude: ["Regressions"]  // scenarios the tests read from disk
         ),
-        .testTarget(name: "ScenariosTests", dependencies: ["Scenarios", "X86Paging"]),
-        .testTarget(name: "ShadowMMUCommandsTests", dependencies: ["ShadowMMUCommands", "Scenarios"]),
+        .testTarget(name: "VirtualMachineTests", dependencies: ["VirtualMachine", "ShadowMMU", "X86Paging"]),
+        .testTarget(name: "ScenarioLanguageTests", dependencies: ["ScenarioLanguage", "X86Paging", "TestSupport"]),
+        .testTarget(name: "ScenarioRuntimeTests", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging", "TestSupport"]),
+        .testTarget(
+            name: "ScenarioVerificationTests",
+            dependencies: ["ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging", "TestSupport"]),
+        .testTarget(
+            name: "ScenarioVisualizationTests",
+            dependencies: ["ScenarioVisualization", "ScenarioRuntime", "ScenarioLanguage", "X86Paging", "TestSupport"]),
+        .testTarget(name: "GuestWorkloadsTests", dependencies: ["GuestWorkloads", "ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "X86Paging", "TestSupport"]),
+        .testTarget(
+            name: "ShadowMMUCommandsTests",
+            dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "TestSupport"]),
     ]
 )

@@ -1,6 +1,10 @@
 import Foundation
 import ArgumentParser
-import Scenarios
+import GuestWorkloads
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import ScenarioVisualization
 
 /// `shadowmmu check FILE…`: the differential checker.
 struct Check: ParsableCommand {

@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import Scenarios
+import GuestWorkloads
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import ScenarioVisualization
 
 /// `shadowmmu draw FILE [--at LINE] [--format dot|svg] [-o OUT]`.
 struct Draw: ParsableCommand {

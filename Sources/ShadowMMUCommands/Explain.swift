@@ -1,5 +1,9 @@
 import ArgumentParser
-import Scenarios
+import GuestWorkloads
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import ScenarioVisualization
 
 /// `shadowmmu explain FILE --line N [--json]`.
 struct Explain: ParsableCommand {

@@ -1,17 +1,21 @@
 import ArgumentParser
 import Foundation
-import Scenarios
+import GuestWorkloads
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import ScenarioVisualization
 
 /// `shadowmmu matrix`: every MMU configuration on every guest mode, checked.
 struct Matrix: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a built-in workload under every MMU configuration and guest paging mode, check each against the architecture, and print a table.",
         discussion: """
-            The workload is a generated guest per paging mode (demand faults, page-table edits with \\
-            and without invalidation, CR3 switches between address spaces, huge pages, control-register \\
-            changes, host events). Columns: the configuration, the guest mode, the root's shape \\
-            (levels, of which local), exits to the hypervisor, shadow or TDP pages at the end, faults \\
-            the hypervisor fixed, page faults delivered to the guest, memory references per hardware \\
+            The workload is a generated guest per paging mode (demand faults, page-table edits with \
+            and without invalidation, CR3 switches between address spaces, huge pages, control-register \
+            changes, host events). Columns: the configuration, the guest mode, the root's shape \
+            (levels, of which local), exits to the hypervisor, shadow or TDP pages at the end, faults \
+            the hypervisor fixed, page faults delivered to the guest, memory references per hardware \
             walk (two-dimensional walks), and the checker's verdict. Exit status 1 if any row fails.
 
             Examples:

@@ -1,5 +1,9 @@
 import ArgumentParser
-import Scenarios
+import GuestWorkloads
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import ScenarioVisualization
 
 /// `shadowmmu run FILE [--stats] [--dump-shadow]`.
 struct Run: ParsableCommand {

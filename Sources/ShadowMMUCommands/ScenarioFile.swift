@@ -1,5 +1,9 @@
 import Foundation
-import Scenarios
+import GuestWorkloads
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import ScenarioVisualization
 
 /// Loading a scenario file named on the command line.
 enum ScenarioFile {

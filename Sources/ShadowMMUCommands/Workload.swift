@@ -1,6 +1,10 @@
 import ArgumentParser
 import Foundation
-import Scenarios
+import GuestWorkloads
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import ScenarioVisualization
 
 /// `shadowmmu workload NAME` and `shadowmmu workload --trace FILE`.
 struct WorkloadCommand: ParsableCommand {
@@ -164,11 +168,11 @@ struct WorkloadCommand: ParsableCommand {
         var failures: [ExpectationFailure] = []
         let runner = try ScenarioRunner(scenario)
         runner.run(expectationFailed: { failures.append($0) })
-        lines.append(("replay under \(ScenarioRecorder.mmuLine(scenario.mmu)): \(failures.isEmpty ? "every expectation holds" : failures.prefix(3).map(\.description).joined(separator: "; "))", failures.isEmpty))
+        lines.append(("replay under \(scenario.mmu.scenarioText): \(failures.isEmpty ? "every expectation holds" : failures.prefix(3).map(\.description).joined(separator: "; "))", failures.isEmpty))
         progress.update("check: every configuration", done: 0, total: 1)
         for report in try DifferentialChecker.check(scenario) {
             let detail = (report.mismatches + report.auditFailures).prefix(3).joined(separator: "; ")
-            lines.append(("\(ScenarioRecorder.mmuLine(report.configuration)) matches the reference" + (detail.isEmpty ? "" : ": " + detail), report.passed))
+            lines.append(("\(report.configuration.scenarioText) matches the reference" + (detail.isEmpty ? "" : ": " + detail), report.passed))
         }
         progress.clear()
         return lines

@@ -38,10 +38,6 @@ public final class VirtualMachine {
     }
 
     /// Raised for a machine that cannot exist.
-    public struct ConfigurationError: Error, CustomStringConvertible {
-        public var description: String
-    }
-
     /// The guest CPU a configuration presents: under NPT the guest runs as on
     /// an AMD processor with nested paging (a PAE guest's PDPTEs are read from
     /// memory on every walk, never latched).

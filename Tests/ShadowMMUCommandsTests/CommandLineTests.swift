@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
-import Scenarios
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import TestSupport
 import ShadowMMUCommands
 import Testing
 
@@ -353,6 +356,24 @@ struct BadInput: CustomTestStringConvertible, Sendable {
             #expect(message.contains("Examples:"))
             #expect(message.contains("shadowmmu \(subcommand) examples/"))
             #expect(ShadowMMUCommand.exitCode(for: error) == .success)
+        }
+    }
+
+    /// Every subcommand's help screen: exit 0, the usage line names the
+    /// subcommand, and no escape or layout debris (a stray backslash from a
+    /// `\\` in a multi-line string, a tab, a doubled space inside a sentence).
+    @Test(arguments: ShadowMMUCommand.configuration.subcommands.map { $0.configuration.commandName ?? "" })
+    func everySubcommandsHelpIsClean(_ subcommand: String) throws {
+        let result = try shadowmmu([subcommand, "--help"])
+        #expect(result.status == 0)
+        #expect(result.stdout.contains("USAGE: shadowmmu \(subcommand)"), "\(result.stdout)")
+        for (number, line) in result.stdout.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            #expect(!line.contains("\\"), "help \(subcommand), line \(number + 1): a backslash: \(line)")
+            #expect(!line.contains("\t"), "help \(subcommand), line \(number + 1): a tab: \(line)")
+            let text = line.trimmingCharacters(in: .whitespaces)
+            if !text.hasPrefix("-"), !text.hasPrefix("<"), !text.hasPrefix("shadowmmu ") {
+                #expect(!text.contains(".  ") && !text.contains(",  "), "help \(subcommand), line \(number + 1): a doubled space: \(line)")
+            }
         }
     }
 

@@ -1,5 +1,8 @@
 import Foundation
-import Scenarios
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import TestSupport
 import Testing
 
 // Every example in the documentation runs here, so that the docs cannot drift

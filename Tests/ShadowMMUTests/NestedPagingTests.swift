@@ -1,6 +1,9 @@
 @testable import ShadowMMU
 import Foundation
-import Scenarios
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import TestSupport
 import Testing
 import VirtualMachine
 import X86Paging

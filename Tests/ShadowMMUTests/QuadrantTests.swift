@@ -1,5 +1,8 @@
 @testable import ShadowMMU
-import Scenarios
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import TestSupport
 import Testing
 import X86Paging
 

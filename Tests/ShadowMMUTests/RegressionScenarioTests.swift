@@ -1,5 +1,8 @@
 import Foundation
-import Scenarios
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import TestSupport
 import Testing
 
 /// Every scenario in `Regressions/` (next to this file): its own `expect`

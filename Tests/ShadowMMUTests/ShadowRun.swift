@@ -1,5 +1,8 @@
 @testable import ShadowMMU
-import Scenarios
+import ScenarioLanguage
+import ScenarioRuntime
+import ScenarioVerification
+import TestSupport
 import Testing
 import VirtualMachine
 import X86Paging
@@ -99,17 +102,6 @@ final class ShadowRun {
 
     /// The leaf spte that maps `address` for `vcpu`'s current root.
     func leafSPTE(_ address: UInt64, vcpu: Int = 0) -> SPTE? { mmu.leafSPTE(mmu.contexts[vcpu], address) }
-}
-
-/// The JSON lines a scenario prints under `mmu native`, and its failed expectations.
-func referenceRun(_ text: String, name: String = "test.scenario") throws -> (printed: [String], failures: [ExpectationFailure]) {
-    var scenario = try ScenarioParser.parse(text, fileName: name)
-    scenario.mmu = .native
-    let runner = try ScenarioRunner(scenario)
-    var printed: [String] = []
-    var failures: [ExpectationFailure] = []
-    runner.run(observe: { if $0.isPrinted { printed.append($0.json) } }, expectationFailed: { failures.append($0) })
-    return (printed, failures)
 }
 
 /// Runs `text` through the differential checker under both shadow hosts (those

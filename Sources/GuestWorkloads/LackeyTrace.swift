@@ -1,0 +1,125 @@
+import ScenarioLanguage
+import ScenarioRuntime
+/// A memory-access trace in the text format of Valgrind's Lackey tool
+/// (`valgrind --tool=lackey --trace-mem=yes PROGRAM`):
+///
+/// ```
+/// I  0400d7d4,8
+///  S 7ff000398,8
+///  L 04f6b868,8
+///  M 0421b6c0,4
+/// ```
+///
+/// One record per line: `I` an instruction fetch, `L` a load, `S` a store,
+/// `M` a modify (a load then a store of the same bytes), then a hexadecimal
+/// address (no `0x`), a comma and the size in bytes. Lines that start with
+/// `==` (Valgrind's own messages) are ignored, and so is any line whose first
+/// word is not a record letter (the traced program's output). A line that
+/// starts like a record but does not finish like one is an error naming its
+/// file, line and column.
+public struct LackeyTrace: Sendable, Equatable {
+    public enum Kind: String, Sendable, Equatable {
+        case instruction = "I", load = "L", store = "S", modify = "M"
+    }
+
+    public struct Record: Sendable, Equatable {
+        public var kind: Kind
+        public var address: UInt64
+        /// Bytes accessed, 1...4096.
+        public var size: Int
+        /// Where it came from (1-based; the column is the address's).
+        public var line: Int
+        public var column: Int
+
+        public init(kind: Kind, address: UInt64, size: Int, line: Int, column: Int) {
+            self.kind = kind
+            self.address = address
+            self.size = size
+            self.line = line
+            self.column = column
+        }
+    }
+
+    public var fileName: String
+    public var records: [Record]
+
+    /// The largest access size accepted (a `fxsave`-sized access fits).
+    public static let maximumSize = 4096
+
+    public static func parse(_ text: String, fileName: String) throws(ScenarioError) -> LackeyTrace {
+        var records: [Record] = []
+        var lineNumber = 0
+        for line in text.utf8.split(separator: 0x0a, omittingEmptySubsequences: false) {
+            lineNumber += 1
+            if let record = try parseLine(Array(line), line: lineNumber, fileName: fileName) { records.append(record) }
+        }
+        return LackeyTrace(fileName: fileName, records: records)
+    }
+
+    static func parseLine(_ bytes: [UInt8], line: Int, fileName: String) throws(ScenarioError) -> Record? {
+        func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0d }
+        func column(_ index: Int) -> Int { String(decoding: bytes[..<index], as: UTF8.self).count + 1 }
+        func word(at index: Int) -> String {
+            var end = index
+            while end < bytes.count, !isBlank(bytes[end]) { end += 1 }
+            return end == index ? "end of line" : "'" + String(decoding: bytes[index..<end], as: UTF8.self) + "'"
+        }
+        func failure(_ expected: String, at index: Int) -> ScenarioError {
+            ScenarioError(file: fileName, line: line, column: column(index), message: "expected \(expected), found \(index < bytes.count ? word(at: index) : "end of line")")
+        }
+
+        if bytes.starts(with: [0x3d, 0x3d]) { return nil }  // "==pid== …"
+        var index = 0
+        while index < bytes.count, isBlank(bytes[index]) { index += 1 }
+        guard index < bytes.count, let kind = Kind(rawValue: String(UnicodeScalar(bytes[index]))) else { return nil }
+        // A record letter must stand alone ("Starting…" is program output).
+        let letter = index
+        index += 1
+        guard index == bytes.count || isBlank(bytes[index]) else { return nil }
+        while index < bytes.count, isBlank(bytes[index]) { index += 1 }
+
+        let addressStart = index
+        var address: UInt64 = 0
+        var digits = 0
+        while index < bytes.count, let digit = hexDigit(bytes[index]) {
+            if digits == 16 {
+                throw ScenarioError(file: fileName, line: line, column: column(addressStart), message: "expected an address of at most 16 hexadecimal digits after '\(kind.rawValue)', found \(word(at: addressStart))")
+            }
+            address = address << 4 | UInt64(digit)
+            digits += 1
+            index += 1
+        }
+        guard digits > 0 else {
+            throw failure("a hexadecimal address (without 0x) after '\(kind.rawValue)' (column \(column(letter)))", at: index)
+        }
+        guard index < bytes.count, bytes[index] == 0x2c else {
+            throw failure("',' and a size in bytes after the address", at: index)
+        }
+        index += 1
+        let sizeStart = index
+        var size = 0
+        while index < bytes.count, bytes[index] >= 0x30, bytes[index] <= 0x39 {
+            size = min(size * 10 + Int(bytes[index] - 0x30), Int(Int32.max))
+            index += 1
+        }
+        guard index > sizeStart else { throw failure("a size in bytes (decimal) after ','", at: index) }
+        guard (1...maximumSize).contains(size) else {
+            throw ScenarioError(file: fileName, line: line, column: column(sizeStart), message: "expected a size from 1 to \(maximumSize) bytes, found \(word(at: sizeStart))")
+        }
+        while index < bytes.count, isBlank(bytes[index]) { index += 1 }
+        guard index == bytes.count else { throw failure("the end of the line after the size", at: index) }
+        guard address &+ UInt64(size) >= address else {
+            throw ScenarioError(file: fileName, line: line, column: column(addressStart), message: "expected an access that ends below 2^64, found \(size) bytes at \(word(at: addressStart))")
+        }
+        return Record(kind: kind, address: address, size: size, line: line, column: column(addressStart))
+    }
+
+    static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case 0x30...0x39: byte - 0x30
+        case 0x41...0x46: byte - 0x41 + 10
+        case 0x61...0x66: byte - 0x61 + 10
+        default: nil
+        }
+    }
+}

@@ -1,0 +1,246 @@
+import ShadowMMU
+import VirtualMachine
+import X86Paging
+import ScenarioLanguage
+
+/// `mmu shadow` and `mmu tdp`: the guest runs on a `VirtualMachine` whose
+/// hardware walks the tables KVM's MMU builds — shadow tables made from the
+/// guest's own, or a TDP direct map walked in two dimensions with the guest's.
+public final class HypervisorMachine: GuestMachine {
+    public let vm: VirtualMachine
+    /// When set, the MMU's audit runs after every command and its findings
+    /// collect in `auditFailures` (the checker and the tests turn this on).
+    public var auditLevel: AuditLevel?
+    public private(set) var auditFailures: [String] = []
+
+    public init(configuration: MachineConfiguration, host: HostKind, mode: MMUMode = .shadow) {
+        vm = VirtualMachine(
+            memorySize: configuration.memorySize, maxPhysicalAddressBits: configuration.maxPhysicalAddressBits,
+            vcpuCount: configuration.vcpuCount, hostPaging: host == .pae32 ? .pae32 : .bits64, mode: mode)
+    }
+
+    /// The MMU mode an `mmu` line asks for (nil for `mmu native`).
+    public static func mode(for configuration: MMUConfiguration) -> MMUMode? {
+        switch configuration {
+        case .native: nil
+        case .shadow: .shadow
+        case .tdp(let format, let levels, let host): .tdp(format: format == .ept ? .ept : .x86, levels: host == .pae32 ? 3 : levels)
+        }
+    }
+
+    func audited<T>(_ point: @autoclosure () -> String, _ body: () -> T) -> T {
+        let result = body()
+        if let auditLevel {
+            auditFailures += vm.mmu.audit(level: auditLevel, at: point())
+            auditFailures += vm.violations.map { "\(point()): \($0)" }
+        }
+        return result
+    }
+
+    static func outcome(_ result: GuestAccessResult) -> AccessOutcome {
+        switch result {
+        case .completed(let gpa, let value): .ok(gpa: gpa, value: value)
+        case .pageFault(let code): .pageFault(errorCode: code.rawValue)
+        case .generalProtection: .generalProtection
+        case .nestedFault(let fault): .nestedFault(fault)
+        }
+    }
+
+    public func enterNested(vcpu: Int, _ entry: NestedEntry) {
+        audited("nested") {
+            let bits = vm.vcpus[vcpu].registers.model.maxPhysicalAddressBits
+            guard let paging = entry.paging(maxPhysicalAddressBits: bits, previous: vm.vcpus[vcpu].l1Paging) else { return }
+            vm.enterNested(vcpu: vcpu, paging: paging, flush: entry.flush)
+        }
+    }
+
+    public func access(vcpu: Int, _ command: AccessCommand) -> AccessOutcome {
+        audited("\(command.kind.rawValue) \(command.address.hex)") {
+            Self.outcome(vm.access(vcpu: vcpu, command.address, command.memoryAccess, width: command.width, value: command.value))
+        }
+    }
+
+    public func explainAccess(vcpu: Int, _ command: AccessCommand) -> AccessExplanation {
+        let registers = vm.vcpus[vcpu].registers
+        let (result, events) = vm.tracedAccess(vcpu: vcpu, command.address, command.memoryAccess, width: command.width, value: command.value)
+        var stages: [AccessExplanation.Stage] = []
+        for event in events {
+            switch event {
+            case .entry(let frame, let levels, let local):
+                stages.append(.note("VM entry: the hardware uses the hypervisor's \(levels)-level root at host frame \((frame).hex)\(local ? " (a local shadow page of this vCPU)" : "")"))
+            case .tlbHit(let hpa):
+                stages.append(.note("hardware TLB hit: host physical address \(hpa.hex)"))
+            case .walk(let trace, let mode):
+                stages.append(.walk(title: "shadow tables (the hardware's walk, host physical addresses)", mode: mode, trace: trace))
+            case .exit(let code, let outcome, let steps):
+                stages.append(.note("page fault \(code) on the shadow tables: exit to the hypervisor"))
+                for step in steps { stages.append(Self.stage(for: step)) }
+                stages.append(.note("the hypervisor \(Self.describe(outcome))"))
+            case .twoDimensionalWalk(let guestTrace, let mode, let secondStage, let references):
+                let l2 = vm.vcpus[vcpu].l1Paging != nil
+                let second = l2 ? "L0's shadow of L1's nested tables" : "the TDP tables"
+                stages.append(.note("two-dimensional walk (\(references) memory references): the \(l2 ? "L2 guest's" : "guest's") own tables, each guest-physical address translated through \(second)"))
+                if mode != .none {
+                    stages.append(.walk(title: "\(l2 ? "L2's" : "guest's") tables (the hardware's walk; guest-physical addresses)", mode: mode, trace: guestTrace))
+                }
+                for step in secondStage {
+                    let what = step.pagingStructure ? "a guest paging-structure entry" : "the final address"
+                    let outcome = switch step.result {
+                    case .translated(let hpa, let shift, let writable):
+                        "host \(hpa.hex) (\(shift == 12 ? "4 KiB" : shift == 21 ? "2 MiB" : "1 GiB") page\(writable ? "" : ", read-only"))"
+                    case .fault(let fault):
+                        "fault: \(fault.result)" + (fault.information.map { " \($0.hex)" } ?? "")
+                    }
+                    stages.append(.note("  second stage: guest-physical \(step.guestPhysicalAddress.hex) (\(what)) → \(outcome); \(step.references) references"))
+                }
+            case .nestedExit(let fault, let outcome, let steps):
+                let info = fault.information.map { " with \(fault.result.informationName) \($0.hex)" } ?? ""
+                stages.append(.note("second-stage fault (\(fault.result)\(info)) at guest-physical \(fault.guestPhysicalAddress.hex): exit to the hypervisor"))
+                for step in steps { stages.append(Self.stage(for: step)) }
+                stages.append(.note("the hypervisor \(Self.describe(outcome))"))
+            }
+        }
+        return AccessExplanation(vcpu: vcpu, command: command, registers: registers, stages: stages, outcome: Self.outcome(result))
+    }
+
+    static func stage(for event: MMUEvent) -> AccessExplanation.Stage {
+        func page(_ level: Int, _ gfn: UInt64, _ role: PageRole, _ local: Bool) -> String {
+            local ? "local level-\(level) page (this vCPU's own, not in the hash; \(role))"
+                : "level-\(level) shadow page for gfn \(gfn.hex) (\(role))"
+        }
+        switch event {
+        case .guestWalk(let trace, let mode):
+            return .walk(title: "guest's own tables (the hypervisor's walk, guest physical addresses)", mode: mode, trace: trace)
+        case .nestedWalk(let trace, let paging, let address, let access):
+            let what = access.pagingStructure ? "an access to L2's page tables" : "L2's final address"
+            switch paging {
+            case .npt(let l1):
+                // NPT: every access is a user access, of the kind the second stage judges it.
+                return .nestedWalk(
+                    title: "L1's nested page tables (the hypervisor's walk of nCR3's tables for \(what), L1-physical addresses)",
+                    mode: l1.mode, ept: false, address: address, access: MemoryAccess(paging.judgedKind(access), .user), trace: trace)
+            case .ept(let eptp, _):
+                return .nestedWalk(
+                    title: "L1's EPT tables (the hypervisor's walk for \(what), L1-physical addresses)",
+                    mode: eptp.levels == 5 ? .level5 : .level4, ept: true, address: address, access: MemoryAccess(access.kind, .user), trace: trace)
+            }
+        case .pageFound(let level, let gfn, let role, let local):
+            return .note("found the \(page(level, gfn, role, local)) in the page hash")
+        case .pageCreated(let level, let gfn, let role, let local):
+            return .note("created a \(page(level, gfn, role, local))")
+        case .spteWritten(let level, let index, let address, let old, let new):
+            return .note("wrote entry \(index) of the level-\(level) shadow table (host \(address.hex)): \(old.hex) → \(new.hex) [\(SPTE(rawValue: new))]")
+        case .unsynced(let gfn):
+            return .note("let the guest page table at gfn \(gfn.hex) go unsync: the guest may now write it without trapping, until it flushes")
+        case .writeProtected(let gfn):
+            return .note("kept the mapping read-only: gfn \(gfn.hex) holds a guest page table the hypervisor must see writes to")
+        case .note(let text):
+            return .note(text)
+        }
+    }
+
+    static func describe(_ outcome: FaultOutcome) -> String {
+        switch outcome {
+        case .fixed: "is done; the vCPU re-enters and retries"
+        case .spurious: "found nothing to fix; the vCPU re-enters"
+        case .injectPageFault(let code): "walked the guest's tables, found the guest's own fault, and injects #PF \(code)"
+        case .emulate(let gpa, let mmio):
+            mmio ? "emulates the access: guest physical \(gpa.hex) is MMIO (no memslot)"
+                : "emulates the write: guest physical \(gpa.hex) holds a guest page table it write-protects"
+        case .reflectNestedFault(let fault):
+            "walked L1's nested tables, found L1's own fault, and reflects it to L1 (\(fault.result) at L2-physical \(fault.guestPhysicalAddress.hex))"
+        }
+    }
+
+    public func writeRegister(vcpu: Int, _ register: RegisterName, _ value: UInt64) -> Bool {
+        audited("\(register.rawValue) \(value.hex)") { vm.writeRegister(vcpu: vcpu, register.controlRegister, value) }
+    }
+
+    public func setAlignmentCheck(vcpu: Int, _ value: Bool) { vm.setAlignmentCheck(vcpu: vcpu, value) }
+
+    public func invalidatePage(vcpu: Int, _ address: UInt64) {
+        audited("invlpg \(address.hex)") { vm.invalidatePage(vcpu: vcpu, address) }
+    }
+
+    public func flush(vcpu: Int) { audited("flush") { vm.flush(vcpu: vcpu) } }
+    public func poke(_ address: UInt64, width: Int, _ value: UInt64) { vm.poke(address, width: width, value) }
+    public func store(_ address: UInt64, width: Int, _ value: UInt64) {
+        audited("store \(address.hex)") { vm.store(address, width: width, value) }
+    }
+    public func peek(_ address: UInt64, width: Int) -> UInt64 { vm.peek(address, width: width) }
+
+    public func zapAll() { audited("host zap-all") { vm.mmu.zapAllFast() } }
+    public func invalidate(_ address: UInt64, size: UInt64) {
+        audited("host invalidate") { vm.mmu.invalidateRange(address, size: size) }
+    }
+    public func setMaxShadowPages(_ count: Int) { audited("host max-shadow-pages") { vm.mmu.setMaxPages(count) } }
+    public func startDirtyLog() { vm.mmu.startDirtyLogging() }
+    public func stopDirtyLog() { vm.mmu.stopDirtyLogging() }
+    public func readDirtyLog() -> [UInt64] { vm.mmu.harvestDirtyLog() }
+
+    public func registers(vcpu: Int) -> ControlRegisters { vm.vcpus[vcpu].registers }
+
+    public var statistics: [(String, Int)] {
+        let counters = vm.counters
+        return [
+            ("accesses", counters.accesses),
+            ("guest_page_faults", counters.guestPageFaults),
+            ("guest_gp_faults", counters.guestGeneralProtectionFaults),
+            ("rejected_register_writes", counters.rejectedRegisterWrites),
+            ("stores", counters.stores),
+            ("vm_entries", counters.vmEntries),
+            ("hardware_walks", counters.hardwareWalks),
+            ("hardware_tlb_hits", counters.hardwareTLBHits),
+        ] + (vm.mmu.mode.isTDP ? [
+            ("walk_references", counters.walkReferences),
+            ("references_per_walk_x100", counters.hardwareWalks == 0 ? 0 : counters.walkReferences * 100 / counters.hardwareWalks),
+        ] : []) + (vm.vcpus.contains { $0.l1Paging != nil } ? [
+            ("nested_faults_to_l1", counters.nestedFaultsToL1),
+            ("nested_emulations", counters.nestedEmulations),
+        ] : []) + vm.mmu.statistics.all + [
+            ("shadow_pages", vm.mmu.usedPages),
+            ("dirty_log_false_positives", vm.memory.falsePositives),
+            ("host_table_frames", vm.host.tableFramesInUse),
+        ]
+    }
+
+    /// The root the vCPU's hardware uses now: L0's shadow of L1's tables while
+    /// it runs L2, else the root of its own MMU context (nil before the first entry).
+    public func currentRoot(vcpu: Int) -> ShadowTableDump? {
+        vm.vcpus[vcpu].l1Paging != nil ? vm.mmu.dumpNestedRoot(vcpu: vcpu) : vm.mmu.dumpRoot(vcpu: vcpu)
+    }
+
+    public func shadowRoot(vcpu: Int) -> JSONValue {
+        guard let root = currentRoot(vcpu: vcpu) else { return .null }
+        return Self.json(root, format: vm.mmu.spteFormat)
+    }
+
+    static func json(_ table: ShadowTableDump, format: SPTEFormat) -> JSONValue {
+        let role = table.role
+        var fields: [(String, JSONValue)] = [
+            ("level", .number(table.level)), ("local", .bool(table.local)), ("direct", .bool(table.direct)),
+            ("gfn", .hex(table.gfn)), ("quadrant", .number(table.quadrant)),
+            ("role", .object([
+                ("level", .number(role.level)), ("direct", .bool(role.direct)), ("quadrant", .number(role.quadrant)),
+                ("access", .string(role.access.description)), ("has_4_byte_gpte", .bool(role.hasFourByteGPTE)),
+                ("efer_nx", .bool(role.eferNX)), ("cr0_wp", .bool(role.cr0WP)),
+                ("smep_andnot_wp", .bool(role.smepAndNotWP)), ("smap_andnot_wp", .bool(role.smapAndNotWP)), ("pke_andnot_wp", .bool(role.pkeAndNotWP)),
+                ("passthrough", .bool(role.passthrough)), ("invalid", .bool(role.invalid)),
+                ("guest_mode", .bool(role.guestMode)), ("ad_disabled", .bool(role.adDisabled)),
+            ])),
+        ]
+        if table.unsync { fields.append(("unsync", .bool(true))) }
+        fields.append(("entries", .object(table.entries.map { index, entry in
+            let value: JSONValue = switch entry {
+            case .table(let child): json(child, format: format)
+            case .leaf(let spte, let gfn, let frame):
+                .object([("leaf", .bool(true)), ("gfn", .hex(gfn)), ("hpa", .hex(frame << 12)), ("spte", .hex(spte)),
+                         ("flags", .string(format == .ept ? EPTEntry(rawValue: spte).description : SPTE(rawValue: spte).description))])
+            case .mmio(let spte, let gfn):
+                .object([("mmio", .bool(true)), ("gfn", .hex(gfn)), ("spte", .hex(spte))])
+            }
+            return (String(index), value)
+        })))
+        return .object(fields)
+    }
+}

@@ -1,0 +1,80 @@
+import ShadowMMU
+import VirtualMachine
+import ScenarioLanguage
+import ScenarioRuntime
+
+/// One row of `shadowmmu matrix`: a guest paging mode run under one MMU
+/// configuration, checked against the architecture, with what it cost.
+public struct MatrixRow: Sendable {
+    public var configuration: MMUConfiguration
+    /// The guest: its paging mode, or for a nested guest L1's nested paging and L2's mode.
+    public var guest: String
+    /// Root levels, and how many of them are local pages (DESIGN.md §4);
+    /// whether the root is a passthrough page (row 11).
+    public var rootLevels: Int
+    public var localLevels: Int
+    public var passthrough: Bool
+    public var exits: Int
+    public var pages: Int
+    public var faultsFixed: Int
+    public var guestFaults: Int
+    /// Memory references per hardware walk (two-dimensional walks only).
+    public var referencesPerWalk: Double?
+    public var verdict: String
+}
+
+/// `shadowmmu matrix`: every configuration × every guest mode it can run, on
+/// the same built-in workload (a generated guest with demand faults,
+/// page-table edits with and without invalidation, CR3 switches between
+/// address spaces, huge pages, control-register changes, host events).
+public enum ConfigurationMatrix {
+    /// The guests of the matrix: one per paging mode, then one nested guest
+    /// per kind of L1 nested paging (a PAE L2 where a 32-bit host must run it).
+    public static func guests(seed: UInt64, length: Int) -> [(label: String, text: String)] {
+        ScenarioGenerator.GuestMode.allCases.map { mode in
+            (mode.rawValue, ScenarioGenerator(mode: mode, seed: seed, length: length).generate())
+        } + NestedScenarioGenerator.L1Kind.allCases.map { kind in
+            let l2: ScenarioGenerator.GuestMode = kind == .npt32 || kind == .nptPAE ? .pae : .level4
+            return ("L1 \(kind) / L2 \(l2)", NestedScenarioGenerator(l1: kind, l2: l2, seed: seed, length: length, changesMode: false).generate())
+        }
+    }
+
+    /// `progress` hears (guests done, guests in all, the guest starting) before each guest.
+    public static func run(
+        seed: UInt64 = 1, length: Int = 300, progress: ((Int, Int, String) -> Void)? = nil
+    ) throws(ScenarioError) -> [MatrixRow] {
+        var rows: [MatrixRow] = []
+        let guests = guests(seed: seed, length: length)
+        for (index, (label, text)) in guests.enumerated() {
+            progress?(index, guests.count, label)
+            let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
+            for report in try DifferentialChecker.check(scenario) {
+                guard let machine = report.machine as? HypervisorMachine else { continue }
+                let statistics = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
+                let root = machine.currentRoot(vcpu: 0)
+                let (levels, local) = shape(root)
+                let walks = statistics["hardware_walks"] ?? 0
+                rows.append(MatrixRow(
+                    configuration: report.configuration, guest: label, rootLevels: levels, localLevels: local,
+                    passthrough: root?.role.passthrough ?? false,
+                    exits: statistics["exits"] ?? 0, pages: statistics["shadow_pages"] ?? 0,
+                    faultsFixed: statistics["shadow_faults_fixed"] ?? 0, guestFaults: statistics["guest_page_faults"] ?? 0,
+                    referencesPerWalk: machine.vm.mmu.mode.isTDP && walks > 0 ? Double(statistics["walk_references"] ?? 0) / Double(walks) : nil,
+                    verdict: report.passed ? "pass" : "FAIL: " + (report.mismatches + report.auditFailures).prefix(1).joined()))
+            }
+        }
+        return rows
+    }
+
+    /// Levels of the root, and how many local pages stack at its top.
+    static func shape(_ root: ShadowTableDump?) -> (Int, Int) {
+        guard let root else { return (0, 0) }
+        var local = 0
+        var page: ShadowTableDump? = root
+        while let current = page, current.local {
+            local += 1
+            page = current.entries.lazy.compactMap { if case .table(let child) = $0.entry { child } else { nil } }.first
+        }
+        return (root.level, local)
+    }
+}

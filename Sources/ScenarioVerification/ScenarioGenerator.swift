@@ -1,0 +1,336 @@
+import ScenarioLanguage
+import ScenarioRuntime
+/// Random guests for differential checking, written as scenario text.
+///
+/// Most changes to a paging structure are followed by the invalidation that
+/// makes the next access's outcome unique (INVLPG of every address the entry
+/// maps on every vCPU, or a full flush; a CR3 reload for PAE PDPTEs); about a
+/// quarter are not, and then the checker accepts any outcome a CPU holding an
+/// older translation could give. Data writes never touch page tables.
+public struct ScenarioGenerator {
+    /// The paging mode the generated guest runs in.
+    public enum GuestMode: String, CaseIterable, Sendable, CustomStringConvertible {
+        case nonpaging
+        case bits32 = "32-bit"
+        case bits32PSE = "32-bit-pse"
+        case pae
+        case level4 = "4-level"
+        case level5 = "5-level"
+
+        public var description: String { rawValue }
+        var isLongMode: Bool { self == .level4 || self == .level5 }
+        var entrySize: Int { self == .bits32 || self == .bits32PSE ? 4 : 8 }
+    }
+
+    public var mode: GuestMode
+    public var seed: UInt64
+    /// Random operations after the set-up.
+    public var length: Int
+    /// The `mmu` line to write (`mmu shadow`, …).
+    public var mmuLine: String
+
+    public init(mode: GuestMode, seed: UInt64, length: Int = 120, mmuLine: String = "mmu native") {
+        self.mode = mode
+        self.seed = seed
+        self.length = length
+        self.mmuLine = mmuLine
+    }
+
+    /// Guest-physical layout. Tables live in [0x10000, 0x40000); data pages in
+    /// [0x100000, 0x120000); the huge page's frames at 0x400000; MMIO at 0x2000000.
+    enum Layout {
+        static let memory: UInt64 = 0x100_0000
+        static let top: UInt64 = 0x10000        // PML5 or PML4 (address space 1)
+        static let top2: UInt64 = 0x11000       // PML4 of address space 2 (5-level: PML4 under top2 at 0x19000)
+        static let pml4: UInt64 = 0x12000       // 5-level: the PML4 under the PML5s
+        static let pdpt: UInt64 = 0x13000       // (PAE: the PDPT at 0x13000, address space 2's at 0x13020)
+        static let pd0: UInt64 = 0x14000
+        static let pd1: UInt64 = 0x15000
+        static let ptA: UInt64 = 0x16000
+        static let ptB: UInt64 = 0x17000
+        static let pml4For5Level2: UInt64 = 0x19000
+        static let data: UInt64 = 0x100000
+        static let dataPages: UInt64 = 32
+        static let huge: UInt64 = 0x400000
+        static let mmio: UInt64 = 0x200_0000
+    }
+
+    /// One paging-structure entry the generator may change, with every linear
+    /// address whose translation uses it.
+    struct EntrySlot {
+        var address: UInt64
+        var level: Int
+        var leaf: Bool
+        var linear: [UInt64]
+    }
+
+    public func generate() -> String {
+        // Hash the seed first: consecutive seeds must not give shifted copies of one stream.
+        var mixer = SplitMix64(seed: seed << 8 | UInt64(GuestMode.allCases.firstIndex(of: mode)!))
+        var random = SplitMix64(seed: mixer.next())
+        var lines: [String] = []
+        let vcpus = random.next(below: 3) == 0 ? 2 : 1
+        let maxPhysicalAddressBits = [52, 46, 40][random.next(below: 3)]
+        lines.append("# generated: mode=\(mode) seed=\(seed)")
+        lines.append("machine memory=16M maxphyaddr=\(maxPhysicalAddressBits) vcpus=\(vcpus)")
+        lines.append(mmuLine)
+
+        let entrySize = mode.entrySize
+        let width = entrySize == 4 ? " width=4" : ""
+        // The entries as the generator last wrote them (the CPU's A/D updates aside).
+        var written: [UInt64: UInt64] = [:]
+        func poke(_ address: UInt64, _ value: UInt64) {
+            written[address] = value
+            lines.append("poke \(hex(address)) \(hex(value))\(width)")
+        }
+        func pokeData(_ address: UInt64, _ value: UInt64) { lines.append("poke \(hex(address)) \(hex(value))") }
+        let tableFlags: UInt64 = 0x7  // P RW US
+        var slots: [EntrySlot] = []
+        var linearPages: [UInt64] = []   // linear pages with a chance of mapping
+        var cr3Values: [UInt64] = []
+        var pdptBases: [UInt64] = []
+
+        // Leaf tables: PT_A maps linear region A (and is aliased by a second
+        // PDE), PT_B region B; 16 entries each.
+        func leafValue(_ random: inout SplitMix64) -> UInt64 {
+            var frame = Layout.data + random.next(below: Layout.dataPages) << 12
+            if random.next(below: 12) == 0 { frame = Layout.mmio + random.next(below: 4) << 12 }
+            // Now and then a frame beyond what 4-level second-stage tables translate (2^48).
+            if entrySize == 8, maxPhysicalAddressBits == 52, random.next(below: 40) == 0 { frame = 1 << 48 | random.next(below: 4) << 12 }
+            var value = frame | 0x1 | random.next(below: 8) << 1 /* RW US A */ & 0x6
+            if random.next(below: 3) != 0 { value |= 0x20 }
+            if random.next(below: 3) == 0 { value |= 0x40 }
+            if random.next(below: 10) == 0 { value &= ~1 }
+            if mode != .bits32, mode != .bits32PSE, random.next(below: 6) == 0 { value |= 1 << 63 }
+            if mode.isLongMode, random.next(below: 4) == 0 { value |= random.next(below: 16) << 59 }
+            return entrySize == 4 ? value & 0xffff_ffff : value
+        }
+
+        if mode == .nonpaging {
+            for page in 0..<Layout.dataPages { linearPages.append(Layout.data + page << 12) }
+            linearPages.append(Layout.mmio)
+            linearPages.append(Layout.huge + 0x3000)
+        } else {
+            let ptShift: UInt64 = entrySize == 4 ? 22 : 21
+            let regionA: UInt64 = 1 << ptShift         // PD index 1
+            let regionB: UInt64 = 2 << ptShift         // PD index 2
+            let regionHuge: UInt64 = 3 << ptShift      // PD index 3
+            let regionAlias: UInt64 = entrySize == 4 ? 5 << 22 : 0x4000_0000  // PD index 5 / PD1[0]
+            for index in 0..<16 {
+                let a = Layout.ptA + UInt64(index * entrySize), b = Layout.ptB + UInt64(index * entrySize)
+                poke(a, leafValue(&random))
+                poke(b, leafValue(&random))
+                let pageA = regionA + UInt64(index) << 12, pageB = regionB + UInt64(index) << 12
+                let alias = regionAlias + UInt64(index) << 12
+                slots.append(EntrySlot(address: a, level: 1, leaf: true, linear: [pageA, alias]))
+                slots.append(EntrySlot(address: b, level: 1, leaf: true, linear: [pageB]))
+                linearPages += [pageA, pageB, alias]
+            }
+            // The page directory(ies).
+            let pdeA = Layout.pd0 + UInt64(entrySize), pdeB = Layout.pd0 + UInt64(2 * entrySize)
+            poke(pdeA, Layout.ptA | tableFlags | 0x20)
+            poke(pdeB, Layout.ptB | tableFlags)
+            var upper = [EntrySlot(address: pdeA, level: 2, leaf: false, linear: (0..<16).map { regionA + UInt64($0) << 12 }),
+                         EntrySlot(address: pdeB, level: 2, leaf: false, linear: (0..<16).map { regionB + UInt64($0) << 12 })]
+            let hugeAllowed = mode != .bits32
+            if hugeAllowed {
+                let pdeHuge = Layout.pd0 + UInt64(3 * entrySize)
+                poke(pdeHuge, Layout.huge | 0x80 | tableFlags | 0x20)
+                upper.append(EntrySlot(address: pdeHuge, level: 2, leaf: true, linear: (0..<4).map { regionHuge + UInt64($0) << 12 + 0x1000 }))
+                for offset in 0..<4 { linearPages.append(regionHuge + UInt64(offset) << 12 + 0x1000) }
+            }
+            if entrySize == 4 {
+                let pdeAlias = Layout.pd0 + 5 * 4
+                poke(pdeAlias, Layout.ptA | tableFlags)
+                upper.append(EntrySlot(address: pdeAlias, level: 2, leaf: false, linear: (0..<16).map { regionAlias + UInt64($0) << 12 }))
+                // A second page directory for a CR3 switch, sharing PT_B.
+                poke(Layout.pd1 + 2 * 4, Layout.ptB | tableFlags)
+                cr3Values = [Layout.pd0, Layout.pd1]
+            } else {
+                poke(Layout.pd1, Layout.ptA | tableFlags)
+                upper.append(EntrySlot(address: Layout.pd1, level: 2, leaf: false, linear: (0..<16).map { regionAlias + UInt64($0) << 12 }))
+                if mode == .pae {
+                    for base in [Layout.pdpt, Layout.pdpt + 0x20] {
+                        poke(base, Layout.pd0 | 1)
+                        poke(base + 8, Layout.pd1 | 1)
+                    }
+                    pdptBases = [Layout.pdpt, Layout.pdpt + 0x20]
+                    upper.append(EntrySlot(address: Layout.pdpt + 8, level: 3, leaf: false, linear: (0..<16).map { regionAlias + UInt64($0) << 12 }))
+                    cr3Values = pdptBases
+                } else {
+                    poke(Layout.pdpt, Layout.pd0 | tableFlags | 0x20)
+                    poke(Layout.pdpt + 8, Layout.pd1 | tableFlags)
+                    upper.append(EntrySlot(address: Layout.pdpt + 8, level: 3, leaf: false, linear: (0..<16).map { regionAlias + UInt64($0) << 12 }))
+                    // A 1 GiB page at linear 2 GiB mapping physical 0; accesses use the data region only.
+                    poke(Layout.pdpt + 16, 0x80 | tableFlags)
+                    for page in 0..<4 { linearPages.append(0x8000_0000 + Layout.data + UInt64(page) << 12) }
+                    if mode == .level4 {
+                        poke(Layout.top, Layout.pdpt | tableFlags)
+                        poke(Layout.top2, Layout.pdpt | tableFlags)
+                        cr3Values = [Layout.top, Layout.top2]
+                    } else {
+                        poke(Layout.pml4, Layout.pdpt | tableFlags)
+                        poke(Layout.pml4For5Level2, Layout.pdpt | tableFlags)
+                        poke(Layout.top, Layout.pml4 | tableFlags)
+                        poke(Layout.top2, Layout.pml4For5Level2 | tableFlags)
+                        cr3Values = [Layout.top, Layout.top2]
+                    }
+                }
+            }
+            slots += upper
+        }
+        for page in 0..<Layout.dataPages { pokeData(Layout.data + page << 12, random.next()) }
+        for offset in 0..<4 { pokeData(Layout.huge + UInt64(offset) << 12 + 0x1000, random.next()) }
+
+        // Registers.
+        var cr0: UInt64 = 0x8000_0001 | (random.next(below: 2) == 0 ? 0x10000 : 0)
+        var cr4Base: UInt64 = 0
+        switch mode {
+        case .nonpaging: cr0 = 0x6000_0010
+        case .bits32: break
+        case .bits32PSE: cr4Base = 0x10
+        case .pae: cr4Base = 0x20
+        case .level4: cr4Base = 0x20
+        case .level5: cr4Base = 0x1020
+        }
+        var cr4Extra: UInt64 = 0
+        if mode != .nonpaging {
+            if random.next(below: 3) == 0 { cr4Extra |= 0x10_0000 }  // SMEP
+            if random.next(below: 3) == 0 { cr4Extra |= 0x20_0000 }  // SMAP
+            if mode.isLongMode, random.next(below: 2) == 0 { cr4Extra |= 0x40_0000 }  // PKE
+        }
+        var efer: UInt64 = mode.isLongMode ? 0x100 : 0
+        if mode != .nonpaging, mode != .bits32, mode != .bits32PSE, random.next(below: 2) == 0 { efer |= 0x800 }
+        var currentCR3 = cr3Values.first ?? 0
+        for vcpu in 0..<vcpus {
+            if vcpus > 1 { lines.append("vcpu \(vcpu)") }
+            if mode != .nonpaging {
+                lines.append("cr4 \(hex(cr4Base | cr4Extra))")
+                lines.append("cr3 \(hex(currentCR3))")
+                if efer != 0 { lines.append("efer \(hex(efer))") }
+                lines.append("cr0 \(hex(cr0))")
+            }
+        }
+        var vcpu = vcpus - 1
+
+        func everyVCPU(_ body: () -> Void) {
+            for other in 0..<vcpus {
+                if vcpus > 1 { lines.append("vcpu \(other)") }
+                body()
+            }
+            if vcpus > 1 { lines.append("vcpu \(vcpu)") }
+        }
+
+        for _ in 0..<length {
+            let roll = random.next(below: 100)
+            switch roll {
+            case 0..<50:
+                // An access under test.
+                var address: UInt64
+                if linearPages.isEmpty || random.next(below: 20) == 0 {
+                    address = random.next(below: 2) == 0 ? 0x7000_0000 : 0x0080_0000_0000_0000 >> (mode.isLongMode ? 0 : 60)
+                } else {
+                    address = linearPages[Int(random.next(below: UInt64(linearPages.count)))]
+                }
+                let widthValue = [1, 2, 4, 8][random.next(below: 4)]
+                address += random.next(below: UInt64(4096 / widthValue)) * UInt64(widthValue)
+                let kind = ["read", "read", "write", "fetch"][random.next(below: 4)]
+                var line = "\(kind) \(hex(address))"
+                if kind != "fetch" { line += " width=\(widthValue)" }
+                if kind == "write", random.next(below: 2) == 0 { line += " value=\(hex(random.next() & (widthValue == 8 ? ~0 : (1 << UInt64(widthValue * 8)) - 1)))" }
+                switch random.next(below: 5) {
+                case 0, 1: line += " user"
+                case 2 where kind != "fetch": line += " implicit"
+                default: break
+                }
+                lines.append(line)
+            case 50..<66 where !slots.isEmpty:
+                // The guest edits one of its paging-structure entries, then invalidates.
+                // Upper-level entries are few; give them a fair share of the edits.
+                let upperSlots = slots.filter { $0.level > 1 }
+                let pool = !upperSlots.isEmpty && random.next(below: 10) < 3 ? upperSlots : slots
+                let slot = pool[Int(random.next(below: UInt64(pool.count)))]
+                var value: UInt64
+                if slot.leaf && slot.level == 1 {
+                    value = leafValue(&random)
+                } else {
+                    // Rewrite a table (or huge-page) entry with one flag flipped: P,
+                    // RW, US, A or XD. A guest rewrite also clears the A/D flags
+                    // the CPU set since, which is fine: it is the guest's entry.
+                    let flags: [UInt64] = entrySize == 4 ? [0x1, 0x2, 0x4, 0x20] : [0x1, 0x2, 0x4, 0x20, 1 << 63]
+                    let flipped = flags[Int(random.next(below: UInt64(flags.count)))]
+                    value = (written[slot.address] ?? 0) ^ (mode == .pae && slot.level == 3 ? 0x1 : flipped)
+                }
+                written[slot.address] = value
+                lines.append("store \(hex(slot.address)) \(hex(value))\(width)")
+                // Usually invalidate; sometimes not, so that stale translations are
+                // allowed and the checker must accept exactly the outcomes the
+                // architecture permits.
+                if random.next(below: 4) != 0 { emitInvalidation(slot) }
+                // Use the new translation at once, where a stale one would show.
+                if random.next(below: 10) < 7 {
+                    let linear = slot.linear[Int(random.next(below: UInt64(slot.linear.count)))]
+                    let kind = ["read", "write", "fetch"][random.next(below: 3)]
+                    lines.append("\(kind) \(hex(linear + random.next(below: 512) * 8))\(random.next(below: 2) == 0 ? " user" : "")")
+                }
+            case 66..<72 where mode != .nonpaging:
+                // A paging-related register changes.
+                switch random.next(below: 4) {
+                case 0:
+                    cr0 ^= 0x10000
+                    lines.append("cr0 \(hex(cr0))")
+                case 1:
+                    let bit: UInt64 = [0x10_0000, 0x20_0000, mode.isLongMode ? 0x40_0000 : 0x10_0000][random.next(below: 3)]
+                    cr4Extra ^= bit
+                    lines.append("cr4 \(hex(cr4Base | cr4Extra))")
+                case 2:
+                    lines.append("pkru \(hex(random.next() & 0xffff_ffff))")
+                default:
+                    lines.append("rflags.ac \(random.next(below: 2))")
+                }
+            case 72..<78 where mode != .nonpaging:
+                // MOV CR3: reload, or switch address spaces.
+                currentCR3 = cr3Values[Int(random.next(below: UInt64(cr3Values.count)))]
+                lines.append("cr3 \(hex(currentCR3))")
+            case 78..<86:
+                lines.append("peek \(hex(slots.isEmpty || random.next(below: 3) == 0 ? Layout.data + random.next(below: Layout.dataPages) << 12 : slots[Int(random.next(below: UInt64(slots.count)))].address))\(width)")
+            case 86..<90:
+                lines.append("store \(hex(Layout.data + random.next(below: Layout.dataPages) << 12 + random.next(below: 512) * 8)) \(hex(random.next()))")
+            case 90..<93:
+                switch random.next(below: 5) {
+                case 0: lines.append("host zap-all")
+                case 1: lines.append("host invalidate \(hex(Layout.data + random.next(below: Layout.dataPages) << 12)) 0x2000")
+                case 2: lines.append("host max-shadow-pages \(8 + random.next(below: 24))")
+                case 3: lines.append("host dirty-log start")
+                default: lines.append("host dirty-log read")
+                }
+            case 93..<96 where vcpus > 1:
+                vcpu = Int(random.next(below: UInt64(vcpus)))
+                lines.append("vcpu \(vcpu)")
+            case 96..<98 where mode != .nonpaging:
+                lines.append("flush")
+            default:
+                if mode != .nonpaging, let slot = slots.first(where: \.leaf) {
+                    lines.append("invlpg \(hex(slot.linear[0]))")
+                } else {
+                    lines.append("peek \(hex(Layout.data))")
+                }
+            }
+        }
+        // Finally, every table entry (accessed and dirty flags must match too).
+        for slot in slots { lines.append("peek \(hex(slot.address))\(width)") }
+        return lines.joined(separator: "\n") + "\n"
+
+        func emitInvalidation(_ slot: EntrySlot) {
+            if mode == .pae, slot.level == 3 {
+                everyVCPU { lines.append("cr3 \(hex(currentCR3))") }
+            } else if slot.leaf, slot.level == 1, random.next(below: 2) == 0 {
+                everyVCPU { for linear in slot.linear { lines.append("invlpg \(hex(linear))") } }
+            } else {
+                everyVCPU { lines.append("flush") }
+            }
+        }
+    }
+
+    func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+}
