@@ -1,3 +1,4 @@
+import ShadowMMU
 import X86Paging
 import ScenarioLanguage
 import ScenarioRuntime
@@ -85,14 +86,17 @@ public struct WorkloadOptions: Sendable {
     public var seed: UInt64
     /// Keep the scenario text (for `--emit` and `--check`).
     public var record: Bool
+    /// KVM deviations the hypervisor's MMU makes architectural.
+    public var fixes: Set<Deviation>
 
     public init(mode: GuestPagingLayout.Mode = .level4, mmu: MMUConfiguration = .shadow(host: .bits64),
-                size: WorkloadSize = .small, seed: UInt64 = 1, record: Bool = true) {
+                size: WorkloadSize = .small, seed: UInt64 = 1, record: Bool = true, fixes: Set<Deviation> = []) {
         self.mode = mode
         self.mmu = mmu
         self.size = size
         self.seed = seed
         self.record = record
+        self.fixes = fixes
     }
 
     /// Why the options cannot run, with what to do instead; nil when they can.
@@ -207,6 +211,7 @@ public enum Workload {
         let recorder: ScenarioRecorder
         do {
             recorder = try ScenarioRecorder(configuration: configuration, mmu: options.mmu, header: header, recording: options.record)
+            (recorder.machine as? HypervisorMachine)?.vm.mmu.fixes = options.fixes
         } catch {
             run.failure = KernelPanic(.unusable, error.message)
             return run

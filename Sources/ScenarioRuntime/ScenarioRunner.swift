@@ -25,11 +25,13 @@ public final class ScenarioRunner {
     /// Index of the next command to execute.
     private var next = 0
 
-    /// `regressions`: known bugs to switch back on in the hypervisor's MMU.
-    public init(_ scenario: Scenario, regressions: Set<Regression> = []) throws(ScenarioError) {
+    /// `regressions`: known bugs to switch back on in the hypervisor's MMU;
+    /// `fixes`: KVM's departures from the architecture to make architectural.
+    public init(_ scenario: Scenario, regressions: Set<Regression> = [], fixes: Set<Deviation> = []) throws(ScenarioError) {
         self.scenario = scenario
         self.machine = try Self.makeMachine(for: scenario)
         (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
+        (machine as? HypervisorMachine)?.vm.mmu.fixes = fixes
     }
 
     package static func makeMachine(for scenario: Scenario) throws(ScenarioError) -> any GuestMachine {

@@ -41,14 +41,14 @@ public enum ConfigurationMatrix {
 
     /// `progress` hears (guests done, guests in all, the guest starting) before each guest.
     public static func run(
-        seed: UInt64 = 1, length: Int = 300, progress: ((Int, Int, String) -> Void)? = nil
+        seed: UInt64 = 1, length: Int = 300, fixes: Set<Deviation> = [], progress: ((Int, Int, String) -> Void)? = nil
     ) throws(ScenarioError) -> [MatrixRow] {
         var rows: [MatrixRow] = []
         let guests = guests(seed: seed, length: length)
         for (index, (label, text)) in guests.enumerated() {
             progress?(index, guests.count, label)
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
-            for report in try DifferentialChecker.check(scenario) {
+            for report in try DifferentialChecker.check(scenario, fixes: fixes) {
                 guard let machine = report.machine as? HypervisorMachine else { continue }
                 let statistics = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
                 let root = machine.currentRoot(vcpu: 0)

@@ -35,7 +35,7 @@ public enum DifferentialChecker {
     /// Checks `scenario` under each of `configurations` that can run it.
     public static func check(
         _ scenario: Scenario, under configurations: [MMUConfiguration] = configurations, audit: AuditLevel? = .full,
-        regressions: Set<Regression> = []
+        regressions: Set<Regression> = [], fixes: Set<Deviation> = []
     ) throws(ScenarioError) -> [Report] {
         var reference = scenario
         reference.mmu = .native
@@ -47,6 +47,7 @@ public enum DifferentialChecker {
             guard let machine = try? ScenarioRunner.makeMachine(for: variant) else { continue }  // cannot run it
             (machine as? HypervisorMachine)?.auditLevel = audit
             (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
+            (machine as? HypervisorMachine)?.vm.mmu.fixes = fixes
             let mismatches = lockstep(variant, machine)
             reports.append(Report(
                 configuration: configuration, mismatches: mismatches,

@@ -186,10 +186,14 @@ extension PageRole {
     /// (`kvm_init_shadow_mmu`): the guest's role with at least three levels —
     /// 32-bit and PAE guests, and guests with paging off, are shadowed by a
     /// PAE root — and EFER.NX forced on, because KVM uses NX itself.
-    public static func shadowRoot(for cpuRole: CPURole) -> PageRole {
+    ///
+    /// `keepingGuestNX` (the fix for deviation `efer-nx-forced`): the role keeps
+    /// the guest's EFER.NX instead, so that pages built while XD was a
+    /// permission bit never serve a guest for which it is reserved.
+    public static func shadowRoot(for cpuRole: CPURole, keepingGuestNX: Bool = false) -> PageRole {
         var role = cpuRole.base
         role.level = max(role.level, 3)
-        role.eferNX = true
+        if !keepingGuestNX { role.eferNX = true }
         return role
     }
 }

@@ -36,12 +36,13 @@ extension PageRole {
     /// hardware (`kvm_calc_shadow_npt_root_page_role`): NPT roots have L0's
     /// TDP levels — local pages stand for the levels a 32-bit or PAE L1 lacks,
     /// and a 5-level root over a 4-level L1 is a passthrough page — while a
-    /// shadow EPT root has the EPTP's levels.
+    /// shadow EPT root has the EPTP's levels. Unlike ordinary shadow paging,
+    /// KVM does not force EFER.NX here: the role keeps L1's, which decides
+    /// whether bit 63 of an NPT entry is NX or reserved.
     public static func nestedRoot(for cpuRole: CPURole, hostLevels: Int, ept: Bool) -> PageRole {
         var role = cpuRole.base
         if !ept {
             role.level = hostLevels
-            role.eferNX = true
             role.passthrough = hostLevels == 5 && cpuRole.level == 4
         }
         return role

@@ -46,11 +46,11 @@ extension ShadowMMU {
             if events != nil {
                 // Traced in full for the explanation; the per-level record is derived from the trace.
                 var trace = WalkTrace()
-                result = Walker.walk(address, access, registers: registers, memory: memory, tracer: &trace)
+                result = Walker.walk(address, access, registers: walkRegisters(registers), memory: memory, tracer: &trace)
                 for step in trace.steps { walk.record(step) }
                 events?.append(.guestWalk(trace, mode: registers.mode))
             } else {
-                result = Walker.walk(address, access, registers: registers, memory: memory, tracer: &walk)
+                result = Walker.walk(address, access, registers: walkRegisters(registers), memory: memory, tracer: &walk)
             }
             switch result {
             case .pageFault(let code):
@@ -89,9 +89,12 @@ extension ShadowMMU {
             // CR0.WP=0: a supervisor write to a read-only page is allowed. KVM keeps
             // the hardware's WP=1 and maps the page writable but supervisor-only
             // (and, with SMEP, not executable). With SMAP or protection keys that
-            // would hide a user page from the checks a later supervisor access must
-            // pass, so there we emulate the write instead.
-            if pageAccess.contains(.user), registers.cr4.contains(.smap) || context.cpuRole.cr4PKE {
+            // hides a user page from the checks a later supervisor access must
+            // pass. KVM does it anyway under SMAP (deviation cr0-wp-emulation-smap);
+            // the fix, and protection keys (which KVM's shadow MMU does not offer),
+            // emulate the write instead.
+            let smapChecksLater = registers.cr4.contains(.smap) && fixes.contains(.cr0WPEmulationSMAP)
+            if pageAccess.contains(.user), smapChecksLater || context.cpuRole.cr4PKE {
                 statistics.emulatedAccesses += 1
                 return .emulate(gpa: gpa, mmio: false)
             }
@@ -111,6 +114,21 @@ extension ShadowMMU {
             return .emulate(gpa: gpa, mmio: false)
         }
         return outcome(of: result, gpa: gpa)
+    }
+
+    /// The registers KVM's guest walker judges `registers` by. In 32-bit paging
+    /// MAXPHYADDR matters only to PSE-36 4 MiB pages, and KVM's walker treats
+    /// every guest as if it were 36 (deviation pse36-limited-to-36-bits):
+    /// bits 21:17 of a 4 MiB PDE reserved, bits 16:13 the address above 4 GiB.
+    func walkRegisters(_ registers: ControlRegisters) -> ControlRegisters {
+        guard registers.mode == .bits32, registers.maxPhysicalAddressBits > 36, !fixes.contains(.pse36LimitedTo36Bits) else {
+            return registers
+        }
+        var model = registers.model
+        model.maxPhysicalAddressBits = 36
+        return ControlRegisters(
+            model: model, cr0: registers.cr0, cr3: registers.cr3, cr4: registers.cr4, efer: registers.efer, pkru: registers.pkru,
+            alignmentCheck: registers.alignmentCheck, pdptes: registers.pdptes)
     }
 
     /// What the vCPU does after the leaf spte was (or was not) installed for

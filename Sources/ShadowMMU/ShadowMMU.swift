@@ -52,6 +52,19 @@ public final class ShadowMMU {
     @exclusivity(unchecked) public internal(set) var nestedContexts: [Context?]
     /// Known bugs switched back on, to show that the checker catches them.
     public var regressions: Set<Regression> = []
+    /// Departures from the architecture that KVM makes and the model, by
+    /// default, makes with it; each one listed here behaves architecturally.
+    public var fixes: Set<Deviation> = [] {
+        didSet {
+            // A fix can change what the root role is: roots built under the old
+            // set are released and the roles derived again.
+            guard !mode.isTDP, fixes != oldValue else { return }
+            for context in contexts {
+                freeRoots(context, current: true, previous: true)
+                context.rootRole = PageRole.shadowRoot(for: context.cpuRole, keepingGuestNX: fixes.contains(.eferNXForced))
+            }
+        }
+    }
     @exclusivity(unchecked) public internal(set) var statistics = MMUStatistics()
     /// Called whenever translations cached by any vCPU's hardware may be stale
     /// (KVM's `kvm_flush_remote_tlbs`): the machine flushes every hardware TLB

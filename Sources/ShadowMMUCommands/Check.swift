@@ -28,6 +28,8 @@ struct Check: ParsableCommand {
 
     @OptionGroup var regression: RegressionOption
 
+    @OptionGroup var fix: FixOption
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -42,7 +44,7 @@ struct Check: ParsableCommand {
             progress.update("check \(file)", done: index, total: files.count)
             let reports: [DifferentialChecker.Report]
             do {
-                reports = try DifferentialChecker.check(try ScenarioFile.load(file), regressions: regression.regressions)
+                reports = try DifferentialChecker.check(try ScenarioFile.load(file), regressions: regression.regressions, fixes: fix.fixes)
             } catch {
                 progress.clear()
                 stdout.flush()
@@ -90,6 +92,8 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Random operations per guest.")
     var length: Int = 200
 
+    @OptionGroup var fix: FixOption
+
     @Option(help: "Folder for failing guests: each is written as found and minimized.")
     var saveFailures = "fuzz-failures"
 
@@ -117,7 +121,7 @@ struct Fuzz: ParsableCommand {
                 let text = mode.generate(seed: seed, length: length)
                 let name = "fuzz-\(mode)-\(seed).scenario"
                 if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
-                let reports = try DifferentialChecker.check(try ScenarioParser.parse(text, fileName: name))
+                let reports = try DifferentialChecker.check(try ScenarioParser.parse(text, fileName: name), fixes: fix.fixes)
                 let failed = reports.filter { !$0.passed }
                 if failed.isEmpty {
                     passed += 1
@@ -131,7 +135,7 @@ struct Fuzz: ParsableCommand {
                 }
                 let minimized = ScenarioMinimizer.minimize(text) { candidate in
                     guard let scenario = try? ScenarioParser.parse(candidate, fileName: name),
-                          let reports = try? DifferentialChecker.check(scenario) else { return false }
+                          let reports = try? DifferentialChecker.check(scenario, fixes: fix.fixes) else { return false }
                     return reports.contains { !$0.passed }
                 }
                 let path = saveFailures + "/" + name

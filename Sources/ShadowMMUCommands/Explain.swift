@@ -31,6 +31,8 @@ struct Explain: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @OptionGroup var fix: FixOption
+
     func validate() throws {
         guard line >= 1 else { throw ValidationError("--line must be 1 or more, found \(line)") }
     }
@@ -38,7 +40,7 @@ struct Explain: ParsableCommand {
     func run() throws {
         let stdout = OutputStream.standardOutput
         do {
-            let runner = try ScenarioRunner(try ScenarioFile.load(file))
+            let runner = try ScenarioRunner(try ScenarioFile.load(file), fixes: fix.fixes)
             let explanation = try runner.explain(line: line)
             if json {
                 stdout.writeLine(explanation.json(line: line).encoded)

@@ -30,6 +30,8 @@ struct Matrix: ParsableCommand {
     @Option(help: "Operations in each guest's workload.")
     var length: Int = 300
 
+    @OptionGroup var fix: FixOption
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -42,7 +44,7 @@ struct Matrix: ParsableCommand {
         do {
             let progress = output.progressLine()
             defer { progress.clear() }
-            rows = try ConfigurationMatrix.run(seed: seed, length: length) { done, total, mode in
+            rows = try ConfigurationMatrix.run(seed: seed, length: length, fixes: fix.fixes) { done, total, mode in
                 progress.update("matrix \(mode)", done: done, total: total)
                 if output.verbose { progress.message("matrix: checking \(mode) guests under every configuration") }
             }

@@ -32,12 +32,14 @@ struct Run: ParsableCommand {
 
     @OptionGroup var regression: RegressionOption
 
+    @OptionGroup var fix: FixOption
+
     func run() throws {
         let stdout = OutputStream.standardOutput
         let stderr = OutputStream.standardError
         let runner: ScenarioRunner
         do {
-            runner = try ScenarioRunner(try ScenarioFile.load(file), regressions: regression.regressions)
+            runner = try ScenarioRunner(try ScenarioFile.load(file), regressions: regression.regressions, fixes: fix.fixes)
         } catch {
             stderr.writeLine(error.description)
             throw ExitCode(2)

@@ -68,6 +68,8 @@ struct WorkloadCommand: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @OptionGroup var fix: FixOption
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -97,7 +99,7 @@ struct WorkloadCommand: ParsableCommand {
         let progress = output.progressLine()
         let options = WorkloadOptions(
             mode: GuestPagingLayout.Mode(name: mode)!, mmu: MMUName.configuration(named: mmu)!,
-            size: WorkloadSize(argument: size)!, seed: seed, record: emit != nil || check)
+            size: WorkloadSize(argument: size)!, seed: seed, record: emit != nil || check, fixes: fix.fixes)
         let log: ((String) -> Void)? = output.verbose ? { progress.message($0) } : nil
 
         let result: WorkloadRun
@@ -166,11 +168,11 @@ struct WorkloadCommand: ParsableCommand {
         var lines: [(String, Bool)] = []
         progress.update("check: replaying", done: 0, total: 1)
         var failures: [ExpectationFailure] = []
-        let runner = try ScenarioRunner(scenario)
+        let runner = try ScenarioRunner(scenario, fixes: fix.fixes)
         runner.run(expectationFailed: { failures.append($0) })
         lines.append(("replay under \(scenario.mmu.scenarioText): \(failures.isEmpty ? "every expectation holds" : failures.prefix(3).map(\.description).joined(separator: "; "))", failures.isEmpty))
         progress.update("check: every configuration", done: 0, total: 1)
-        for report in try DifferentialChecker.check(scenario) {
+        for report in try DifferentialChecker.check(scenario, fixes: fix.fixes) {
             let detail = (report.mismatches + report.auditFailures).prefix(3).joined(separator: "; ")
             lines.append(("\(report.configuration.scenarioText) matches the reference" + (detail.isEmpty ? "" : ": " + detail), report.passed))
         }
