@@ -4,6 +4,7 @@
 //
 // Modules, dependencies pointing one way (see docs/ and DESIGN.md §3):
 //   X86Paging ← ShadowMMU ← VirtualMachine ← Scenarios ← ShadowMMUCommands ← shadowmmu
+//   RealKVM (stand-alone: runs operations on the host's /dev/kvm)
 //
 // Benchmarks live in their own package under Benchmarks/ so that building and
 // testing this package never pulls in the benchmark harness.
@@ -17,6 +18,7 @@ let package = Package(
         .library(name: "ShadowMMU", targets: ["ShadowMMU"]),
         .library(name: "VirtualMachine", targets: ["VirtualMachine"]),
         .library(name: "Scenarios", targets: ["Scenarios"]),
+        .library(name: "RealKVM", targets: ["RealKVM"]),
         .executable(name: "shadowmmu", targets: ["shadowmmu"]),
     ],
     dependencies: [
@@ -35,11 +37,14 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "shadowmmu", dependencies: ["ShadowMMUCommands"]),
+        // Runs scenario operations on the host's real /dev/kvm (Glibc only).
+        .target(name: "RealKVM"),
         .testTarget(name: "X86PagingTests", dependencies: ["X86Paging"]),
         .testTarget(
             name: "ShadowMMUTests", dependencies: ["ShadowMMU", "VirtualMachine", "Scenarios", "X86Paging"],
             exclude: ["Regressions"]  // scenarios the tests read from disk
         ),
+        .testTarget(name: "RealKVMTests", dependencies: ["RealKVM"]),
         .testTarget(name: "ScenariosTests", dependencies: ["Scenarios", "X86Paging"]),
         .testTarget(name: "ShadowMMUCommandsTests", dependencies: ["ShadowMMUCommands", "Scenarios"]),
     ]
