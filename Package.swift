@@ -5,11 +5,14 @@
 // Modules, dependencies pointing one way (see docs/ and DESIGN.md §3):
 //   X86Paging ← ShadowMMU ← VirtualMachine ← ScenarioRuntime ← {ScenarioVerification,
 //   ScenarioVisualization, GuestWorkloads} ← ShadowMMUCommands ← shadowmmu
+//   RealKVM (stand-alone: runs guest operations on the host's /dev/kvm)
+//   ← Conformance (the three witnesses: architecture, model, real KVM)
 //
 // The scenario language (ScenarioLanguage: AST, parser, printer) imports only
 // X86Paging; the runtime runs it on a machine; the three tool modules above
 // the runtime (verification, visualization, guest workloads) never import
-// each other: the commands library composes them.
+// each other: the commands library composes them. Conformance sits above
+// verification (it reuses the architectural oracle) and RealKVM.
 //
 // Benchmarks live in their own package under Benchmarks/ so that building and
 // testing this package never pulls in the benchmark harness.
@@ -27,6 +30,8 @@ let package = Package(
         .library(name: "ScenarioVerification", targets: ["ScenarioVerification"]),
         .library(name: "ScenarioVisualization", targets: ["ScenarioVisualization"]),
         .library(name: "GuestWorkloads", targets: ["GuestWorkloads"]),
+        .library(name: "RealKVM", targets: ["RealKVM"]),
+        .library(name: "Conformance", targets: ["Conformance"]),
         .executable(name: "shadowmmu", targets: ["shadowmmu"]),
     ],
     dependencies: [
@@ -41,11 +46,16 @@ let package = Package(
         .target(name: "ScenarioVerification", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "VirtualMachine", "ShadowMMU", "X86Paging"]),
         .target(name: "ScenarioVisualization", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging"]),
         .target(name: "GuestWorkloads", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "X86Paging"]),
+        // Runs guest operations on the host's real /dev/kvm (Glibc only).
+        .target(name: "RealKVM"),
+        .target(
+            name: "Conformance",
+            dependencies: ["RealKVM", "ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging"]),
         .target(
             name: "ShadowMMUCommands",
             dependencies: [
                 "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "ScenarioVisualization", "GuestWorkloads",
-                "ShadowMMU", "X86Paging",
+                "Conformance", "RealKVM", "ShadowMMU", "X86Paging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -69,6 +79,8 @@ let package = Package(
             name: "ScenarioVisualizationTests",
             dependencies: ["ScenarioVisualization", "ScenarioRuntime", "ScenarioLanguage", "X86Paging", "TestSupport"]),
         .testTarget(name: "GuestWorkloadsTests", dependencies: ["GuestWorkloads", "ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "X86Paging", "TestSupport"]),
+        .testTarget(name: "RealKVMTests", dependencies: ["RealKVM"]),
+        .testTarget(name: "ConformanceTests", dependencies: ["Conformance", "RealKVM", "ScenarioLanguage", "ShadowMMU", "TestSupport"]),
         .testTarget(
             name: "ShadowMMUCommandsTests",
             dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "TestSupport"]),
