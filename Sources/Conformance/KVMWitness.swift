@@ -235,7 +235,12 @@ final class KVMWitness: GuestMachine {
 
     // MARK: Host events
 
-    func zapAll() { host("host zap-all") { () throws(KVMError) in try kvm.zapAll() } }
+    func zapAll() {
+        // A memslot change drops the slot's dirty bitmap: a host reads it first.
+        if logging { loggedBeforeStop.formUnion(readDirtyLog()) }
+        host("host zap-all") { () throws(KVMError) in try kvm.zapAll() }
+        if logging { host("host dirty-log start (after the memslot change)") { () throws(KVMError) in try kvm.startDirtyLog() } }
+    }
     func invalidate(_ address: UInt64, size: UInt64) {
         host("host invalidate") { () throws(KVMError) in try kvm.invalidate(gpa: address, size: size) }
     }

@@ -654,6 +654,12 @@ public final class KVMMachine {
         RunnerLayout.supervisorVA(RunnerLayout.kernelStackTopOffset(vcpu: v.index))
     }
 
+    /// Bits 63:47 all equal (4-level paging).
+    static func isCanonical4Level(_ address: UInt64) -> Bool {
+        let top = address >> 47
+        return top == 0 || top == 0x1_ffff
+    }
+
     private func fetch(_ v: VCPU, gva: UInt64, user: Bool) throws(KVMError) -> GuestOutcome {
         let frame = iretFrame(
             v, rip: gva, cs: user ? RunnerLayout.userCodeSelector : RunnerLayout.kernelCodeSelector,
@@ -665,6 +671,11 @@ public final class KVMMachine {
         case .exception(14, let ec, let rip, let cr2, _) where rip == gva && cr2 == gva:
             return .pageFault(errorCode: ec ?? 0, cr2: cr2)
         case .exception(13, let ec, let rip, _, _) where rip == iret:
+            return .generalProtection(errorCode: ec ?? 0)
+        case .exception(13, let ec, _, _, _) where !Self.isCanonical4Level(gva):
+            // KVM's emulator of IRETQ (CPL 0 is emulated under PVM) may load
+            // the non-canonical RIP and fault on the fetch after it; either
+            // way the fetch of a non-canonical address took #GP.
             return .generalProtection(errorCode: ec ?? 0)
         case .hung:
             return .hung

@@ -94,6 +94,9 @@ struct Fuzz: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
+    @Flag(help: "Run the guests the host's KVM can run on /dev/kvm too, and compare architecture, model and KVM (as 'conform' does).")
+    var kvm = false
+
     @Option(help: "Folder for failing guests: each is written as found and minimized.")
     var saveFailures = "fuzz-failures"
 
@@ -110,6 +113,7 @@ struct Fuzz: ParsableCommand {
     }
 
     func run() throws {
+        if kvm { return try runOnKVM() }
         let stdout = OutputStream.standardOutput
         let progress = output.progressLine()
         let families = GuestFamily.all.filter { mode == nil || $0.description == mode }
