@@ -55,6 +55,14 @@ public enum HostFlavour: String, Sendable, Equatable, Hashable, CaseIterable {
     /// CPUID it supports, as KVM without TDP may): PS in a PDPTE is then a
     /// reserved bit, and an access through a 1 GiB page faults with RSVD.
     case noOneGiBPages = "no-1g-pages"
+    /// Found by `fuzz --kvm` on this host (PVM): a CPL-0 instruction fetch
+    /// from a user page faults (#PF with P, and I/D when EFER.NXE=1) when CR4.SMAP=1 and EFLAGS.AC=0,
+    /// even with CR4.SMEP=0. The architecture applies SMAP to data accesses
+    /// only, and so does upstream KVM's software walk
+    /// (`update_permission_bitmask` leaves fetches out of `smapf`); PVM runs
+    /// or emulates the guest's supervisor mode its own way. With AC=1, or
+    /// SMAP off, the fetch completes.
+    case pvmSMAPOnFetch = "pvm-smap-on-fetch"
 }
 
 /// The result of running one scenario on the three witnesses.

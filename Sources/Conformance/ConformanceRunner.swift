@@ -241,8 +241,19 @@ public struct ConformanceRunner {
         // A host flavour that changed KVM's result changes its state too:
         // differences after it follow from it.
         var consequenceOf: HostFlavour?
+        // CR4.SMAP and EFLAGS.AC per vCPU as the guest set them (for pvm-smap-on-fetch).
+        var smap = Array(repeating: false, count: scenario.machine.vcpuCount)
+        var alignmentCheck = smap
+        var vcpu = 0
         for command in scenario.commands {
             let line = command.line
+            switch command.action {
+            case .selectVCPU(let index): vcpu = index
+            case .writeRegister(.cr4, let value) where model.events[line] == .registerWrite(.cr4, accepted: true):
+                smap[vcpu] = value & CR4.smap.rawValue != 0
+            case .setAlignmentCheck(let value): alignmentCheck[vcpu] = value
+            default: break
+            }
             guard let modelEvent = model.events[line] else { continue }
             defer {
                 if consequenceOf == nil, case .hostFlavour(let flavour)? = result.lines.last?.lineClass, result.lines.last?.line == line,
@@ -262,6 +273,11 @@ public struct ConformanceRunner {
                     architecture: reference[line].map(Self.summary) ?? "-",
                     model: Self.summary(modelEvent), kvm: problems.joined(separator: "; ")))
                 continue
+            } else if !same, host.flavour == .pvm, smap[vcpu], !alignmentCheck[vcpu], kvmAllowed == false,
+                      case .access(let access) = command.action, access.kind == .fetch, !access.user,
+                      case .access(_, .pageFault(let code))? = kvmEvent, code & ~0x10 == 0x1,  // P, and I/D when NXE or SMEP
+                      case .access(_, .ok)? = reference[line] {
+                lineClass = .hostFlavour(.pvmSMAPOnFetch)
             } else if let flavour = flavoursByLine[line], !same {
                 lineClass = .hostFlavour(flavour)
             } else if widthSensitive.contains(line) {

@@ -78,6 +78,10 @@ final class KVMWitness: GuestMachine {
         let result: GuestOutcome
         do {
             result = try kvm.access(vcpu: vcpu, kind, gva: command.address, width: command.width, user: command.user, value: command.value, implicitSupervisor: command.implicit)
+        } catch let error where command.kind == .fetch && "\(error)".contains("unexpected port I/O") {
+            // The fetched instruction ran and was an OUT (the runner lets the
+            // first instruction at the target execute): the fetch completed.
+            return .ok(gpa: resolvedAddress(command, value: 0), value: nil)
         } catch {
             record("\(command.kind.rawValue) \(command.address.hex): \(error)")
             return .generalProtection
