@@ -80,7 +80,9 @@ let package = Package(
             dependencies: ["ScenarioVisualization", "ScenarioRuntime", "ScenarioLanguage", "X86Paging", "TestSupport"]),
         .testTarget(name: "GuestWorkloadsTests", dependencies: ["GuestWorkloads", "ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "X86Paging", "TestSupport"]),
         .testTarget(name: "RealKVMTests", dependencies: ["RealKVM"]),
-        .testTarget(name: "ConformanceTests", dependencies: ["Conformance", "RealKVM", "ScenarioLanguage", "ShadowMMU", "TestSupport"]),
+        .testTarget(
+            name: "ConformanceTests", dependencies: ["Conformance", "RealKVM", "ScenarioLanguage", "ShadowMMU", "TestSupport"],
+            exclude: ["Scenarios"]),
         .testTarget(
             name: "ShadowMMUCommandsTests",
             dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "TestSupport"]),

@@ -62,7 +62,7 @@ public enum HostFlavour: String, Sendable, Equatable, Hashable, CaseIterable {
     /// (`update_permission_bitmask` leaves fetches out of `smapf`); PVM runs
     /// or emulates the guest's supervisor mode its own way. With AC=1, or
     /// SMAP off, the fetch completes.
-    case pvmSMAPOnFetch = "pvm-smap-on-fetch"
+    case pvmSMAPOnMMIOFetch = "pvm-smap-on-mmio-fetch"
 }
 
 /// The result of running one scenario on the three witnesses.

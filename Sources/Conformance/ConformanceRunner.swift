@@ -241,7 +241,7 @@ public struct ConformanceRunner {
         // A host flavour that changed KVM's result changes its state too:
         // differences after it follow from it.
         var consequenceOf: HostFlavour?
-        // CR4.SMAP and EFLAGS.AC per vCPU as the guest set them (for pvm-smap-on-fetch).
+        // CR4.SMAP and EFLAGS.AC per vCPU as the guest set them (for pvm-smap-on-mmio-fetch).
         var smap = Array(repeating: false, count: scenario.machine.vcpuCount)
         var alignmentCheck = smap
         var vcpu = 0
@@ -276,8 +276,8 @@ public struct ConformanceRunner {
             } else if !same, host.flavour == .pvm, smap[vcpu], !alignmentCheck[vcpu], kvmAllowed == false,
                       case .access(let access) = command.action, access.kind == .fetch, !access.user,
                       case .access(_, .pageFault(let code))? = kvmEvent, code & ~0x10 == 0x1,  // P, and I/D when NXE or SMEP
-                      case .access(_, .ok)? = reference[line] {
-                lineClass = .hostFlavour(.pvmSMAPOnFetch)
+                      case .access(_, .ok(let gpa, _))? = reference[line], gpa >= scenario.machine.memorySize {
+                lineClass = .hostFlavour(.pvmSMAPOnMMIOFetch)
             } else if let flavour = flavoursByLine[line], !same {
                 lineClass = .hostFlavour(flavour)
             } else if widthSensitive.contains(line) {
