@@ -25,8 +25,8 @@ public enum DifferentialChecker {
         /// It differs, and the difference disappears when these KVM
         /// deviations are fixed (`Deviation`, docs/deviations.md): known KVM
         /// behaviour that the model reproduces, not a bug of the model. One
-        /// deviation when fixing it alone suffices, else every one that had to
-        /// be fixed together.
+        /// deviation when fixing it alone suffices, else those that had to be
+        /// fixed together (a run can meet several).
         case deviation(Set<Deviation>)
         /// It differs, and fixing every deviation does not remove the difference.
         case fail
@@ -106,8 +106,9 @@ public enum DifferentialChecker {
     /// The verdict on a run under `fixes` that differed from the reference:
     /// re-run with every deviation fixed; if that passes, the first single
     /// deviation whose fix alone makes it pass (in `Deviation.allCases`
-    /// order), or else every deviation that was not already fixed; if even
-    /// that does not pass, `.fail`.
+    /// order), or else the deviations that must be fixed together (every one
+    /// not already fixed, less each that the others do without); if even
+    /// fixing all does not pass, `.fail`.
     static func classify(
         _ variant: Scenario, audit: AuditLevel?, regressions: Set<Regression>, fixes: Set<Deviation>
     ) -> Verdict {
@@ -118,8 +119,13 @@ public enum DifferentialChecker {
             return run.mismatches.isEmpty && run.auditFailures.isEmpty
         }
         guard !candidates.isEmpty, passes(Set(candidates)) else { return .fail }
-        if candidates.count > 1, let single = candidates.first(where: { passes([$0]) }) { return .deviation([single]) }
-        return .deviation(Set(candidates))
+        guard candidates.count > 1 else { return .deviation(Set(candidates)) }
+        if let single = candidates.first(where: { passes([$0]) }) { return .deviation([single]) }
+        // Several at once (one guest can meet two): leave out, one by one, each
+        // fix the others do without.
+        var needed = Set(candidates)
+        for deviation in candidates where passes(needed.subtracting([deviation])) { needed.remove(deviation) }
+        return .deviation(needed)
     }
 
     /// One run of `variant` (its `mmu` line the configuration) in lockstep

@@ -84,8 +84,8 @@ struct VerdictTally {
     var failures = 0
     /// Items whose worst verdict is a deviation.
     var deviationCount = 0
-    /// By `Verdict.names`: "efer-nx-forced", or "a+b" for a set fixed together;
-    /// each item counts once per name.
+    /// By deviation name; an item counts once for each deviation it shows
+    /// (a set that had to be fixed together counts for each of its members).
     var deviations: [String: Int] = [:]
     /// Where each deviation name was first counted (a guest's name, a file).
     var firstSeen: [String: String] = [:]
@@ -94,7 +94,7 @@ struct VerdictTally {
 
     mutating func add(_ verdicts: [DifferentialChecker.Verdict], at place: String = "") {
         var names: [String] = []
-        for case .deviation(let set) in verdicts { names.append(DifferentialChecker.Verdict.names(set)) }
+        for case .deviation(let set) in verdicts { names += set.map(\.rawValue) }
         if verdicts.contains(.fail) {
             failures += 1
         } else if names.isEmpty {
