@@ -103,16 +103,27 @@ public enum DifferentialChecker {
         return reports
     }
 
+    /// The order in which single fixes are tried, narrowest first: a broad fix
+    /// can remove another deviation's difference by the way (fixing
+    /// efer-nx-forced gives pages built under each EFER.NXE setting their own
+    /// role, so a 32-bit guest that toggles NXE, where XD means nothing, also
+    /// loses the stale page-directory shadows of cr4-pse-not-in-role).
+    public static let attributionOrder: [Deviation] = [
+        .pse36LimitedTo36Bits,  // the walk of a 32-bit 4 MiB PDE only
+        .cr0WPEmulationSMAP,    // the spte of one emulated supervisor write
+        .cr4PSENotInRole,       // zaps 32-bit page-directory shadows on a PSE change
+        .eferNXForced,          // a role bit: new pages after every NXE change
+    ]
+
     /// The verdict on a run under `fixes` that differed from the reference:
     /// re-run with every deviation fixed; if that passes, the first single
-    /// deviation whose fix alone makes it pass (in `Deviation.allCases`
-    /// order), or else the deviations that must be fixed together (every one
+    /// deviation whose fix alone makes it pass (in `attributionOrder`), or else the deviations that must be fixed together (every one
     /// not already fixed, less each that the others do without); if even
     /// fixing all does not pass, `.fail`.
     static func classify(
         _ variant: Scenario, audit: AuditLevel?, regressions: Set<Regression>, fixes: Set<Deviation>
     ) -> Verdict {
-        let candidates = Deviation.allCases.filter { !fixes.contains($0) }
+        let candidates = attributionOrder.filter { !fixes.contains($0) }
         func passes(_ extra: Set<Deviation>) -> Bool {
             guard let run = run(variant, audit: audit, regressions: regressions, fixes: fixes.union(extra)),
                   run.machine is HypervisorMachine else { return false }
