@@ -117,9 +117,10 @@ public enum DifferentialChecker {
 
     /// The verdict on a run under `fixes` that differed from the reference:
     /// re-run with every deviation fixed; if that passes, the first single
-    /// deviation whose fix alone makes it pass (in `attributionOrder`), or else the deviations that must be fixed together (every one
-    /// not already fixed, less each that the others do without); if even
-    /// fixing all does not pass, `.fail`.
+    /// deviation whose fix alone makes it pass (in `attributionOrder`), or
+    /// else the deviations that must be fixed together (every one not already
+    /// fixed, less each that the others do without); if even fixing all does
+    /// not pass, `.fail`.
     static func classify(
         _ variant: Scenario, audit: AuditLevel?, regressions: Set<Regression>, fixes: Set<Deviation>
     ) -> Verdict {
