@@ -20,7 +20,43 @@ public struct MatrixRow: Sendable {
     public var guestFaults: Int
     /// Memory references per hardware walk (two-dimensional walks only).
     public var referencesPerWalk: Double?
-    public var verdict: String
+    /// The checker's verdict: pass, a deviation of KVM's (`--fix` removes
+    /// it), or a failure, with the first difference found.
+    public var verdict: Verdict
+
+    public enum Verdict: Hashable, Sendable, CustomStringConvertible {
+        case pass
+        /// Every difference disappears with these deviations fixed.
+        case deviation(Set<Deviation>, firstDifference: String)
+        case fail(firstDifference: String)
+
+        public init(_ report: DifferentialChecker.Report) {
+            let first = (report.mismatches + report.auditFailures).first ?? ""
+            switch report.verdict {
+            case .pass: self = .pass
+            case .deviation(let deviations): self = .deviation(deviations, firstDifference: first)
+            case .fail: self = .fail(firstDifference: first)
+            }
+        }
+
+        /// `pass`, `deviation NAME`, or `FAIL: ` and the first difference.
+        public var description: String {
+            switch self {
+            case .pass: "pass"
+            case .deviation(let deviations, _): DifferentialChecker.Verdict.deviation(deviations).description
+            case .fail(let first): "FAIL: " + first
+            }
+        }
+
+        /// Whether this row fails the matrix: a failure always, a deviation only when `strict`.
+        public func isFailure(strict: Bool) -> Bool {
+            switch self {
+            case .pass: false
+            case .deviation: strict
+            case .fail: true
+            }
+        }
+    }
 }
 
 /// `shadowmmu matrix`: every configuration × every guest mode it can run, on
@@ -60,7 +96,7 @@ public enum ConfigurationMatrix {
                     exits: statistics["exits"] ?? 0, pages: statistics["shadow_pages"] ?? 0,
                     faultsFixed: statistics["shadow_faults_fixed"] ?? 0, guestFaults: statistics["guest_page_faults"] ?? 0,
                     referencesPerWalk: machine.vm.mmu.mode.isTDP && walks > 0 ? Double(statistics["walk_references"] ?? 0) / Double(walks) : nil,
-                    verdict: report.passed ? "pass" : "FAIL: " + (report.mismatches + report.auditFailures).prefix(1).joined()))
+                    verdict: MatrixRow.Verdict(report)))
             }
         }
         return rows

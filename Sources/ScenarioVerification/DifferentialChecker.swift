@@ -13,15 +13,62 @@ import ScenarioRuntime
 /// register write's acceptance must match. Dirty logs may over-report (a
 /// frame listed that was not written), never under-report. With auditing on,
 /// the hypervisor's invariants are checked after every command.
+///
+/// A configuration that differs is classified (``Verdict``): re-run with every
+/// KVM deviation fixed (`Deviation`), a difference that disappears is that
+/// deviation — known KVM behaviour — and anything else is a failure.
 public enum DifferentialChecker {
+    /// What a configuration's run came to.
+    public enum Verdict: Hashable, Sendable, CustomStringConvertible {
+        /// No mismatch with the reference and no audit failure.
+        case pass
+        /// It differs, and the difference disappears when these KVM
+        /// deviations are fixed (`Deviation`, docs/deviations.md): known KVM
+        /// behaviour that the model reproduces, not a bug of the model. One
+        /// deviation when fixing it alone suffices, else those that had to be
+        /// fixed together (a run can meet several).
+        case deviation(Set<Deviation>)
+        /// It differs, and fixing every deviation does not remove the difference.
+        case fail
+
+        /// The deviations by name, in `Deviation.allCases` order: "efer-nx-forced".
+        public static func names(_ deviations: Set<Deviation>) -> String {
+            Deviation.allCases.filter(deviations.contains).map(\.rawValue).joined(separator: "+")
+        }
+
+        /// `pass`, `deviation NAME` (`NAME+NAME` for a set), `FAIL`.
+        public var description: String {
+            switch self {
+            case .pass: "pass"
+            case .deviation(let deviations): "deviation \(Self.names(deviations))"
+            case .fail: "FAIL"
+            }
+        }
+
+        /// Whether this verdict makes a check fail: `.fail` always, `.deviation` only when `strict`.
+        public func isFailure(strict: Bool) -> Bool {
+            switch self {
+            case .pass: false
+            case .deviation: strict
+            case .fail: true
+            }
+        }
+    }
+
     public struct Report {
         public var configuration: MMUConfiguration
-        /// "line N: reference …; this configuration …", in order.
+        /// "line N: reference …; this configuration …", in order: what the run
+        /// under the requested fixes gave, also when the verdict is a deviation.
         public var mismatches: [String]
         public var auditFailures: [String]
-        /// The machine that ran it, as it ended (its counters, its roots).
+        /// The machine that ran it (under the requested fixes), as it ended (its counters, its roots).
         public var machine: any GuestMachine
+        /// `.pass`, or which deviations explain the difference, or `.fail`.
+        public var verdict: Verdict
+        /// No mismatch and no audit failure under the requested fixes.
         public var passed: Bool { mismatches.isEmpty && auditFailures.isEmpty }
+        /// Whether this report makes the check fail (a deviation only when `strict`).
+        public func isFailure(strict: Bool = false) -> Bool { verdict.isFailure(strict: strict) }
     }
 
     /// The configurations a scenario can be checked under today.
@@ -44,16 +91,66 @@ public enum DifferentialChecker {
         for configuration in configurations {
             var variant = scenario
             variant.mmu = configuration
-            guard let machine = try? ScenarioRunner.makeMachine(for: variant) else { continue }  // cannot run it
-            (machine as? HypervisorMachine)?.auditLevel = audit
-            (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
-            (machine as? HypervisorMachine)?.vm.mmu.fixes = fixes
-            let mismatches = lockstep(variant, machine)
-            reports.append(Report(
-                configuration: configuration, mismatches: mismatches,
-                auditFailures: (machine as? HypervisorMachine)?.auditFailures ?? [], machine: machine))
+            guard let run = run(variant, audit: audit, regressions: regressions, fixes: fixes) else { continue }  // cannot run it
+            var report = Report(
+                configuration: configuration, mismatches: run.mismatches, auditFailures: run.auditFailures,
+                machine: run.machine, verdict: .pass)
+            if !report.passed {
+                report.verdict = classify(variant, audit: audit, regressions: regressions, fixes: fixes)
+            }
+            reports.append(report)
         }
         return reports
+    }
+
+    /// The order in which single fixes are tried, narrowest first: a broad fix
+    /// can remove another deviation's difference by the way (fixing
+    /// efer-nx-forced gives pages built under each EFER.NXE setting their own
+    /// role, so a 32-bit guest that toggles NXE, where XD means nothing, also
+    /// loses the stale page-directory shadows of cr4-pse-not-in-role).
+    public static let attributionOrder: [Deviation] = [
+        .pse36LimitedTo36Bits,  // the walk of a 32-bit 4 MiB PDE only
+        .cr0WPEmulationSMAP,    // the spte of one emulated supervisor write
+        .cr4PSENotInRole,       // zaps 32-bit page-directory shadows on a PSE change
+        .eferNXForced,          // a role bit: new pages after every NXE change
+    ]
+
+    /// The verdict on a run under `fixes` that differed from the reference:
+    /// re-run with every deviation fixed; if that passes, the first single
+    /// deviation whose fix alone makes it pass (in `attributionOrder`), or
+    /// else the deviations that must be fixed together (every one not already
+    /// fixed, less each that the others do without); if even fixing all does
+    /// not pass, `.fail`.
+    static func classify(
+        _ variant: Scenario, audit: AuditLevel?, regressions: Set<Regression>, fixes: Set<Deviation>
+    ) -> Verdict {
+        let candidates = attributionOrder.filter { !fixes.contains($0) }
+        func passes(_ extra: Set<Deviation>) -> Bool {
+            guard let run = run(variant, audit: audit, regressions: regressions, fixes: fixes.union(extra)),
+                  run.machine is HypervisorMachine else { return false }
+            return run.mismatches.isEmpty && run.auditFailures.isEmpty
+        }
+        guard !candidates.isEmpty, passes(Set(candidates)) else { return .fail }
+        guard candidates.count > 1 else { return .deviation(Set(candidates)) }
+        if let single = candidates.first(where: { passes([$0]) }) { return .deviation([single]) }
+        // Several at once (one guest can meet two): leave out, one by one, each
+        // fix the others do without.
+        var needed = Set(candidates)
+        for deviation in candidates where passes(needed.subtracting([deviation])) { needed.remove(deviation) }
+        return .deviation(needed)
+    }
+
+    /// One run of `variant` (its `mmu` line the configuration) in lockstep
+    /// with the oracle; nil when the configuration cannot run it.
+    static func run(
+        _ variant: Scenario, audit: AuditLevel?, regressions: Set<Regression>, fixes: Set<Deviation>
+    ) -> (mismatches: [String], auditFailures: [String], machine: any GuestMachine)? {
+        guard let machine = try? ScenarioRunner.makeMachine(for: variant) else { return nil }
+        (machine as? HypervisorMachine)?.auditLevel = audit
+        (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
+        (machine as? HypervisorMachine)?.vm.mmu.fixes = fixes
+        let mismatches = lockstep(variant, machine)
+        return (mismatches, (machine as? HypervisorMachine)?.auditFailures ?? [], machine)
     }
 
     /// Runs `scenario` on `machine` and on the architectural oracle side by

@@ -7,6 +7,13 @@ import ScenarioRuntime
 /// maps on every vCPU, or a full flush; a CR3 reload for PAE PDPTEs); about a
 /// quarter are not, and then the checker accepts any outcome a CPU holding an
 /// older translation could give. Data writes never touch page tables.
+///
+/// Some steps are *setting episodes*: the guest uses a translation, changes a
+/// paging setting (EFER.NXE, CR0.WP, CR4.PSE/SMEP/SMAP/PKE, EFLAGS.AC) while an
+/// entry it goes through carries the bit that setting makes reserved or
+/// meaningful (XD, R/W, U/S, PS, protection keys, PSE-36 address bits), with or
+/// without a flush, and uses it again — where a hypervisor that keeps shadow
+/// pages across the change (KVM's deviations, `Deviation`) shows.
 public struct ScenarioGenerator {
     /// The paging mode the generated guest runs in.
     public enum GuestMode: String, CaseIterable, Sendable, CustomStringConvertible {
@@ -89,6 +96,7 @@ public struct ScenarioGenerator {
         var linearPages: [UInt64] = []   // linear pages with a chance of mapping
         var cr3Values: [UInt64] = []
         var pdptBases: [UInt64] = []
+        var hugeSlot: EntrySlot?
 
         // Leaf tables: PT_A maps linear region A (and is aliased by a second
         // PDE), PT_B region B; 16 entries each.
@@ -132,12 +140,18 @@ public struct ScenarioGenerator {
             poke(pdeB, Layout.ptB | tableFlags)
             var upper = [EntrySlot(address: pdeA, level: 2, leaf: false, linear: (0..<16).map { regionA + UInt64($0) << 12 }),
                          EntrySlot(address: pdeB, level: 2, leaf: false, linear: (0..<16).map { regionB + UInt64($0) << 12 })]
-            let hugeAllowed = mode != .bits32
-            if hugeAllowed {
-                let pdeHuge = Layout.pd0 + UInt64(3 * entrySize)
-                poke(pdeHuge, Layout.huge | 0x80 | tableFlags | 0x20)
-                upper.append(EntrySlot(address: pdeHuge, level: 2, leaf: true, linear: (0..<4).map { regionHuge + UInt64($0) << 12 + 0x1000 }))
-                for offset in 0..<4 { linearPages.append(regionHuge + UInt64(offset) << 12 + 0x1000) }
+            // The huge page (under 32-bit paging without CR4.PSE, a PDE whose PS
+            // bit is ignored: it points to a page table at the huge page's frame).
+            let pdeHuge = Layout.pd0 + UInt64(3 * entrySize)
+            poke(pdeHuge, Layout.huge | 0x80 | tableFlags | 0x20)
+            hugeSlot = EntrySlot(address: pdeHuge, level: 2, leaf: true, linear: (0..<4).map { regionHuge + UInt64($0) << 12 + 0x1000 })
+            upper.append(hugeSlot!)
+            for offset in 0..<4 { linearPages.append(regionHuge + UInt64(offset) << 12 + 0x1000) }
+            if entrySize == 4 {
+                // The huge page's first frame also makes sense as that page table
+                // (entries 1-4 map the huge page's linear pages), so that a
+                // CR4.PSE change gives another translation, not only a fault.
+                for index in UInt64(1)...4 { poke(Layout.huge + index * 4, leafValue(&random)) }
             }
             if entrySize == 4 {
                 let pdeAlias = Layout.pd0 + 5 * 4
@@ -224,6 +238,8 @@ public struct ScenarioGenerator {
         for _ in 0..<length {
             let roll = random.next(below: 100)
             switch roll {
+            case 46..<50 where mode != .nonpaging:
+                settingEpisode()
             case 0..<50:
                 // An access under test.
                 var address: UInt64
@@ -330,7 +346,172 @@ public struct ScenarioGenerator {
                 everyVCPU { lines.append("flush") }
             }
         }
+
+        /// An access line to `address` (a random offset in its page): `kinds`
+        /// to choose from, user with probability 1/`userOdds` (0: never).
+        func accessLine(_ address: UInt64, kinds: [String], userOdds: UInt64, implicitOdds: UInt64 = 0) -> String {
+            let kind = kinds[Int(random.next(below: UInt64(kinds.count)))]
+            var line = "\(kind) \(hex(address + random.next(below: 512) * 8))"
+            if kind == "write", random.next(below: 2) == 0 { line += " value=\(hex(random.next()))" }
+            if userOdds > 0, random.next(below: userOdds) == 0 {
+                line += " user"
+            } else if kind != "fetch", implicitOdds > 0, random.next(below: implicitOdds) == 0 {
+                line += " implicit"
+            }
+            return line
+        }
+
+        /// After a setting changes: nothing, MOV CR3, a flush, or both (this vCPU only).
+        func maybeInvalidateAfterSetting() {
+            switch random.next(below: 4) {
+            case 0: break
+            case 1: lines.append("cr3 \(hex(currentCR3))")
+            case 2: lines.append("flush")
+            default: lines.append("cr3 \(hex(currentCR3))"); lines.append("flush")
+            }
+        }
+
+        /// Rewrites `slot` to `value` (a guest store), invalidating as an edit usually does.
+        func edit(_ slot: EntrySlot, _ value: UInt64) {
+            written[slot.address] = value
+            lines.append("store \(hex(slot.address)) \(hex(value))\(width)")
+            if random.next(below: 4) != 0 { emitInvalidation(slot) }
+        }
+
+        /// One or two of `slot`'s linear pages.
+        func targets(_ slot: EntrySlot) -> [UInt64] {
+            let first = slot.linear[Int(random.next(below: UInt64(slot.linear.count)))]
+            let second = slot.linear[Int(random.next(below: UInt64(slot.linear.count)))]
+            return random.next(below: 2) == 0 || second == first ? [first] : [first, second]
+        }
+
+        /// A setting episode: use a translation through an entry that carries
+        /// the bit a setting makes reserved or meaningful, change the setting
+        /// (and maybe flush), make one other access, and repeat the first ones.
+        func settingEpisode() {
+            var choices: [Setting] = [.wp, .smep, .smap, .wpSMAP]
+            if mode == .pae || mode.isLongMode { choices += [.nxe, .nxe, .nxe] }
+            if mode.isLongMode { choices.append(.pke) }
+            if entrySize == 4 { choices += [.pse, .pse, .pse, .pse36, .pse36] }
+            let setting = choices[Int(random.next(below: UInt64(choices.count)))]
+            let editable = slots.filter { !(mode == .pae && $0.level == 3) }
+            guard !editable.isEmpty else { return }
+            func pick(_ pool: [EntrySlot]) -> EntrySlot { pool[Int(random.next(below: UInt64(pool.count)))] }
+            func cr4Line() -> String { "cr4 \(hex(cr4Base | cr4Extra))" }
+
+            switch setting {
+            case .wpSMAP:
+                // A read-only user page; SMAP on, WP off, AC=1 (protection keys off).
+                let slot = pick(editable.filter { $0.level == 1 })
+                edit(slot, (written[slot.address] ?? 0) & ~0x2 | 0x5)
+                let address = targets(slot)[0]
+                cr4Extra = cr4Extra & ~0x40_0000 | 0x20_0000
+                lines.append(cr4Line())
+                cr0 &= ~0x10000
+                lines.append("cr0 \(hex(cr0))")
+                lines.append("rflags.ac 1")
+                lines.append(accessLine(address, kinds: ["write"], userOdds: 0))
+                if random.next(below: 3) == 0 {
+                    lines.append(accessLine(address, kinds: ["read", "write"], userOdds: 0, implicitOdds: 1))
+                } else {
+                    lines.append("rflags.ac 0")
+                    lines.append(accessLine(address, kinds: ["read", "write"], userOdds: 0, implicitOdds: 4))
+                }
+                if random.next(below: 3) == 0 { lines.append(accessLine(address, kinds: ["read", "write"], userOdds: 1)) }
+            case .pse36:
+                // PSE on; a 4 MiB PDE with PSE-36 address bits (20:13), one of 20:17 among them.
+                guard let slot = hugeSlot else { return }
+                let original = written[slot.address] ?? 0
+                var high: UInt64 = random.next(below: UInt64(256)) << 13
+                if high & 0x1e_0000 == 0 { high |= UInt64(1) << (17 + random.next(below: UInt64(4))) }
+                if random.next(below: 8) == 0 { high |= UInt64(1) << 21 }  // reserved whatever MAXPHYADDR is
+                cr4Base |= 0x10
+                lines.append(cr4Line())
+                let mask: UInt64 = 0x3f_e000
+                edit(slot, original & ~mask | high | 0x80)
+                for address in targets(slot) { lines.append(accessLine(address, kinds: ["read", "read", "write", "fetch"], userOdds: 2)) }
+                edit(slot, original)  // back, so that the huge page's frames stay data
+            default:
+                // The entry and the bit it carries: XD (NXE), R/W clear (WP), U/S (SMEP,
+                // SMAP), a protection key (PKE), PS and D in the huge PDE (PSE).
+                let slot: EntrySlot
+                switch setting {
+                case .pse:
+                    guard let huge = hugeSlot else { return }
+                    slot = huge
+                    if random.next(below: 2) == 0 { edit(slot, (written[slot.address] ?? 0) | 0x40) }
+                default:
+                    let pool = setting == .pke ? editable.filter { $0.level == 1 } : editable
+                    let carries: (UInt64) -> Bool = { value in
+                        switch setting {
+                        case .nxe: value & 1 << 63 != 0
+                        case .wp: value & 0x2 == 0
+                        case .pke: value >> 59 & 0xf != 0
+                        default: value & 0x4 != 0
+                        }
+                    }
+                    let carrying = pool.filter { carries(written[$0.address] ?? 0) && (written[$0.address] ?? 0) & 1 != 0 }
+                    if !carrying.isEmpty, random.next(below: 2) == 0 {
+                        slot = pick(carrying)
+                    } else {
+                        slot = pick(pool)
+                        var value = (written[slot.address] ?? 0) | 0x1
+                        switch setting {
+                        case .nxe: value |= 1 << 63
+                        case .wp: value &= ~0x2
+                        case .pke: value = value & ~(0xf << 59) | (1 + random.next(below: 15)) << 59
+                        default: value |= 0x4
+                        }
+                        edit(slot, value)
+                    }
+                }
+                // Before: NXE on for XD to be usable (mostly; sometimes the other way).
+                if setting == .nxe {
+                    if random.next(below: 4) == 0 { efer &= ~0x800 } else { efer |= 0x800 }
+                    lines.append("efer \(hex(efer))")
+                }
+                let kinds: [String] = switch setting {
+                case .nxe: ["read", "write", "read", "fetch"]
+                case .wp: ["write"]
+                case .smep: ["fetch", "fetch", "read"]
+                case .smap: ["read", "write"]
+                default: ["read", "write", "fetch"]
+                }
+                let uses = targets(slot).map { accessLine($0, kinds: kinds, userOdds: setting == .smep || setting == .smap || setting == .wp ? 4 : 2, implicitOdds: 5) }
+                lines += uses
+                switch setting {
+                case .nxe:
+                    efer ^= 0x800
+                    lines.append("efer \(hex(efer))")
+                case .wp:
+                    cr0 ^= 0x10000
+                    lines.append("cr0 \(hex(cr0))")
+                case .pse:
+                    cr4Base ^= 0x10
+                    lines.append(cr4Line())
+                default:
+                    cr4Extra ^= setting == .smep ? 0x10_0000 : setting == .smap ? 0x20_0000 : 0x40_0000
+                    lines.append(cr4Line())
+                }
+                maybeInvalidateAfterSetting()
+                // One access elsewhere first (it may fill the new root), then the same ones again.
+                if !linearPages.isEmpty {
+                    lines.append(accessLine(linearPages[Int(random.next(below: UInt64(linearPages.count)))], kinds: ["read", "write"], userOdds: 2))
+                }
+                lines += uses
+            }
+        }
     }
 
     func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+
+    /// What a setting episode changes.
+    enum Setting: CaseIterable {
+        case nxe, wp, smep, smap, pke, pse
+        /// PSE-36 address bits in a 4 MiB PDE (CR4.PSE on).
+        case pse36
+        /// A CPL-0 write with CR0.WP=0, CR4.SMAP=1 and EFLAGS.AC=1 to a
+        /// read-only user page, then a supervisor access that SMAP guards.
+        case wpSMAP
+    }
 }

@@ -96,7 +96,10 @@ extension ShadowMMU {
             // 4 KiB leaves of this gfn, and huge leaves whose range holds it (keyed by their first gfn).
             for base in Set([gfn, gfn & ~0x1ff, gfn & ~0x3ffff]) {
                 for sptep in rmap[base] ?? [] {
-                    let holder = page(holding: sptep)
+                    // An rmap entry left behind by a leaf whose gfn its page does not
+                    // compute (cr4-pse-not-in-role: the audits flag it) may outlive
+                    // that page; there is nothing to drop then.
+                    guard let holder = pageByFrame[sptep >> 12] else { continue }
                     let span = UInt64(1) << UInt64(9 * (holder.role.level - 1))
                     guard base + span > gfn else { continue }
                     dropLeaf(holder, Int(sptep & 0xfff) / 8)

@@ -1,6 +1,7 @@
 import Foundation
 import ArgumentParser
 import GuestWorkloads
+import ShadowMMU
 import ScenarioLanguage
 import ScenarioRuntime
 import ScenarioVerification
@@ -14,8 +15,10 @@ struct Check: ParsableCommand {
             The reference is 'mmu native' (the architectural walker); each file's own 'mmu' line \
             is ignored. Every printed result must match the reference exactly (dirty logs may list \
             extra frames, never miss one), and the hypervisor's audits must hold after every command. \
-            Exit status 0 when every configuration passes on every file, 1 when one does not, 2 for \
-            unusable input.
+            A configuration that differs is re-run with every KVM deviation fixed: if the difference \
+            disappears it is reported as 'deviation NAME' (known KVM behaviour, docs/deviations.md), \
+            else as FAIL. Exit status 0 when no configuration fails on any file (deviations allowed \
+            unless --strict), 1 when one does, 2 for unusable input.
 
             Examples:
               shadowmmu check examples/pae.scenario
@@ -30,6 +33,8 @@ struct Check: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
+    @OptionGroup var strict: StrictOption
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -39,7 +44,7 @@ struct Check: ParsableCommand {
     func run() throws {
         let stdout = OutputStream.standardOutput
         let progress = output.progressLine()
-        var failed = false
+        var tally = VerdictTally()
         for (index, file) in files.enumerated() {
             progress.update("check \(file)", done: index, total: files.count)
             let reports: [DifferentialChecker.Report]
@@ -51,16 +56,79 @@ struct Check: ParsableCommand {
                 OutputStream.standardError.writeLine(error.description)
                 throw ExitCode(2)
             }
-            for report in reports where !output.quiet || !report.passed {
-                stdout.writeLine("\(report.passed ? "pass" : "FAIL")  \(file)  \(report.configuration)")
+            for report in reports {
+                tally.add([report.verdict], at: file)
+                guard !output.quiet || report.verdict != .pass else { continue }
+                stdout.writeLine("\(report.verdict)  \(file)  \(report.configuration)")
                 for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
-                failed = failed || !report.passed
             }
         }
         progress.clear()
+        if !output.quiet || tally.passes < tally.total { stdout.writeLine(tally.summary) }
         stdout.flush()
-        if failed { throw ExitCode(1) }
+        if tally.failures > 0 || (strict.strict && tally.deviationCount > 0) { throw ExitCode(1) }
     }
+}
+
+/// `--strict`: count a deviation of KVM's as a failure.
+struct StrictOption: ParsableArguments {
+    @Flag(help: "Count a KVM deviation (a difference that --fix removes) as a failure, for the exit status too.")
+    var strict = false
+}
+
+/// Verdicts counted: passes, deviations by name, failures. An item (a
+/// file's configuration for `check`, a guest for `fuzz`) fails if one of its
+/// verdicts does, else is a deviation if one of them is, else passes.
+struct VerdictTally {
+    var passes = 0
+    var failures = 0
+    /// Items whose worst verdict is a deviation.
+    var deviationCount = 0
+    /// By deviation name; an item counts once for each deviation it shows
+    /// (a set that had to be fixed together counts for each of its members).
+    var deviations: [String: Int] = [:]
+    /// Where each deviation name was first counted (a guest's name, a file).
+    var firstSeen: [String: String] = [:]
+
+    var total: Int { passes + failures + deviationCount }
+
+    mutating func add(_ verdicts: [DifferentialChecker.Verdict], at place: String = "") {
+        var names: [String] = []
+        for case .deviation(let set) in verdicts { names += set.map(\.rawValue) }
+        if verdicts.contains(.fail) {
+            failures += 1
+        } else if names.isEmpty {
+            passes += 1
+        } else {
+            deviationCount += 1
+            for name in Set(names) {
+                deviations[name, default: 0] += 1
+                if firstSeen[name] == nil { firstSeen[name] = place }
+            }
+        }
+    }
+
+    mutating func merge(_ other: VerdictTally) {
+        passes += other.passes
+        failures += other.failures
+        deviationCount += other.deviationCount
+        for (name, count) in other.deviations { deviations[name, default: 0] += count }
+        for (name, place) in other.firstSeen where firstSeen[name] == nil { firstSeen[name] = place }
+    }
+
+    /// "efer-nx-forced×2, cr0-wp-emulation-smap×1", in `Deviation.allCases` order.
+    var deviationList: String {
+        func rank(_ name: String) -> Int {
+            Deviation.allCases.firstIndex { $0.rawValue == name } ?? Deviation.allCases.count
+        }
+        return deviations.keys.sorted { (rank($0), $0) < (rank($1), $1) }.map { "\($0)×\(deviations[$0]!)" }.joined(separator: ", ")
+    }
+
+    /// "N deviation (NAME×k, …)" or "0 deviation".
+    var deviationPart: String { deviations.isEmpty ? "0 deviation" : "\(deviationCount) deviation (\(deviationList))" }
+
+    /// "N pass, N deviation (NAME×k, …), N FAIL".
+    var summary: String { "\(passes) pass, \(deviationPart), \(failures) FAIL" }
 }
 
 /// `shadowmmu fuzz`: random guests through the differential checker.
@@ -70,7 +138,9 @@ struct Fuzz: ParsableCommand {
         discussion: """
             Each guest is a scenario in which every page-table change is followed by the \
             invalidation that makes the outcome unique, so every configuration must match the \
-            reference line for line. A failing guest is written, whole and minimized, to the \
+            reference line for line. A guest that differs only where a KVM deviation is known \
+            (the difference disappears with --fix) counts as that deviation, not as a failure, \
+            unless --strict. A failing guest is written, whole and minimized, to the \
             --save-failures folder (default ./fuzz-failures) so that it can be replayed with \
             'shadowmmu check'.
 
@@ -94,7 +164,9 @@ struct Fuzz: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
-    @Flag(help: "Run the guests the host's KVM can run on /dev/kvm too, and compare architecture, model and KVM (as 'conform' does).")
+    @OptionGroup var strict: StrictOption
+
+    @Flag(help: "Run the guests the host's KVM can run on /dev/kvm instead, and compare architecture, model and KVM (as 'conform' does).")
     var kvm = false
 
     @Option(help: "Folder for failing guests: each is written as found and minimized.")
@@ -117,30 +189,34 @@ struct Fuzz: ParsableCommand {
         let stdout = OutputStream.standardOutput
         let progress = output.progressLine()
         let families = GuestFamily.all.filter { mode == nil || $0.description == mode }
-        var failures = 0
+        var total = VerdictTally()
         for mode in families {
-            var passed = 0
+            var tally = VerdictTally()
             for seed in seed..<(seed + count) {
                 progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count))
                 let text = mode.generate(seed: seed, length: length)
                 let name = "fuzz-\(mode)-\(seed).scenario"
                 if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
                 let reports = try DifferentialChecker.check(try ScenarioParser.parse(text, fileName: name), fixes: fix.fixes)
-                let failed = reports.filter { !$0.passed }
+                tally.add(reports.map(\.verdict), at: name)
+                let failed = reports.filter { $0.isFailure(strict: strict.strict) }
                 if failed.isEmpty {
-                    passed += 1
-                    if output.verbose { progress.message("pass \(name)") }
+                    if output.verbose {
+                        let deviations = reports.filter { $0.verdict != .pass }
+                        if deviations.isEmpty { progress.message("pass \(name)") }
+                        for report in deviations { progress.message("\(report.verdict) \(name) under \(report.configuration)") }
+                    }
                     continue
                 }
-                failures += 1
                 for report in failed {
-                    stdout.writeLine("FAIL \(name) under \(report.configuration)")
+                    stdout.writeLine("\(report.verdict) \(name) under \(report.configuration)")
                     for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
                 }
+                // Shrink to the fewest lines that still fail (a deviation does not count, unless --strict).
                 let minimized = ScenarioMinimizer.minimize(text) { candidate in
                     guard let scenario = try? ScenarioParser.parse(candidate, fileName: name),
                           let reports = try? DifferentialChecker.check(scenario, fixes: fix.fixes) else { return false }
-                    return reports.contains { !$0.passed }
+                    return reports.contains { $0.isFailure(strict: strict.strict) }
                 }
                 let path = saveFailures + "/" + name
                 let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
@@ -149,9 +225,22 @@ struct Fuzz: ParsableCommand {
                 stdout.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
             }
             progress.clear()
-            if !output.quiet || passed < count { stdout.writeLine("\(mode): \(passed)/\(count) guests match the reference") }
+            if !output.quiet || tally.passes < count { stdout.writeLine("\(mode): \(Self.summary(tally))") }
             stdout.flush()
+            total.merge(tally)
         }
-        if failures > 0 { throw ExitCode(1) }
+        if families.count > 1, !output.quiet || total.passes < total.total {
+            stdout.writeLine("every mode: \(Self.summary(total))")
+        }
+        stdout.flush()
+        if total.failures > 0 || (strict.strict && total.deviationCount > 0) { throw ExitCode(1) }
+    }
+
+    /// "P/N guests match the reference", and when not all do,
+    /// ", D deviation (NAME×k, …), F FAIL".
+    static func summary(_ tally: VerdictTally) -> String {
+        var text = "\(tally.passes)/\(tally.total) guests match the reference"
+        if tally.passes < tally.total { text += ", \(tally.deviationPart), \(tally.failures) FAIL" }
+        return text
     }
 }
