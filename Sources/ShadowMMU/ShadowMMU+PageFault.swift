@@ -158,28 +158,20 @@ extension ShadowMMU {
                 // A huge mapping where a table is now wanted (dirty logging maps 4 KiB pages).
                 dropLeaf(page, index)
                 flushRemoteTLBs()
-            } else if spte.isShadowPresent, let existing = child(of: spte),
-                      page.isLocal, level == 3, context.checksNestedPDPTEs, !regressions.contains(.staleNPTPDPTE),
-                      existing.gfn != walk.tableGFN[childLevel] {
-                // L1 changed the nPDPTE since this entry was linked: nPDPTEs are
-                // read on every nested walk, never latched, and the 32-byte PDPT
-                // cannot be write-protected. Re-point the entry at the shadow of
-                // the page directory the walk just used (the series' fix).
-                statistics.nestedPDPTERepoints += 1
-                events?.append(.note("the nPDPTE for this GiB now names page directory \((walk.tableGFN[childLevel] << 12).hex), not \((existing.gfn << 12).hex): the local level-3 entry is re-pointed"))
-                unlinkChild(existing, from: sptep)
-                flushRemoteTLBs()
             } else if spte.isShadowPresent, let existing = child(of: spte) {
-                if indirect || existing.role.access == access {
+                if repointStaleLocalPDPTE(context, page, level: level, sptep: sptep, linked: existing, walk: walk) {
+                    // Unlinked: the shadow of the page directory L1 now names is linked below.
+                } else if indirect || existing.role.access == access {
                     page = existing
                     level = childLevel
                     continue
+                } else {
+                    // A direct page built for other rights (the guest has since set
+                    // D on its huge page): unlink it so a correct one is built
+                    // (`validate_direct_spte`).
+                    unlinkChild(existing, from: sptep)
+                    flushRemoteTLBs()
                 }
-                // A direct page built for other rights (the guest has since set
-                // D on its huge page): unlink it so a correct one is built
-                // (`validate_direct_spte`).
-                unlinkChild(existing, from: sptep)
-                flushRemoteTLBs()
             }
             let child: ShadowPage
             if indirect {

@@ -130,14 +130,6 @@ public final class ShadowMMU {
             tdp || nested != nil ? address : registers.linearAddress(address)
         }
 
-        /// The series' fault-time check of a local level-3 entry against the
-        /// nPDPTE just read applies here: shadow NPT for a PAE L1 only (for an
-        /// ordinary PAE guest the latched PDPTE registers win).
-        var checksNestedPDPTEs: Bool {
-            if case .npt = nested { return cpuRole.level == 3 }
-            return false
-        }
-
         init(vcpu: Int, registers: ControlRegisters, mode: MMUMode) {
             self.vcpu = vcpu
             self.registers = registers
@@ -146,18 +138,6 @@ public final class ShadowMMU {
             case .shadow: rootRole = PageRole.shadowRoot(for: cpuRole)
             case .tdp(_, let levels): rootRole = PageRole.tdpRoot(levels: levels)
             }
-        }
-
-        /// Whether roots of this context start with local pages
-        /// (`using_local_root_page`, the series' cheap form): a direct root of
-        /// three levels, or an indirect root over a guest with at most three.
-        public var usingLocalRootPage: Bool {
-            rootRole.direct ? rootRole.level == 3 : cpuRole.level <= 3
-        }
-
-        /// The series' first form of the same predicate; a test proves the two agree.
-        public var usingLocalRootPageLongForm: Bool {
-            rootRole.level == 3 || (!rootRole.direct && cpuRole.level <= 3)
         }
 
         /// The cached roots, most recent first.
@@ -212,11 +192,12 @@ extension ShadowMMU {
 
     /// The shadow page for (`gfn`, `role`) (`kvm_mmu_get_shadow_page`): a fresh
     /// local page when the context uses local root pages and the level is 3 or
-    /// more, else the valid page in the hash, else a new hashed page.
+    /// more (the series' hook, ShadowMMU+LocalRoots), else the valid page in
+    /// the hash, else a new hashed page.
     func shadowPage(_ context: Context, gfn: UInt64, role: PageRole) -> ShadowPage {
         if role.level >= 3, context.usingLocalRootPage {
             events?.append(.pageCreated(level: role.level, gfn: 0, role: role, local: true))
-            return allocateLocalPage(context, role: role)
+            return allocateLocalShadowPage(context, role: role)
         }
         for page in pagesByGFN[gfn] ?? [] where !isObsolete(page) {
             if page.role != role {
@@ -250,25 +231,6 @@ extension ShadowMMU {
         pageByFrame[page.frame] = page
         usedPages += 1
         if page.hasGuestPTEs { accountShadowed(page) }
-        return page
-    }
-
-    /// A page local to `context`'s vCPU: gfn 0, not in the hash, not counted.
-    /// A level-3 page of a 3-level root is a real PAE PDPT and uses the
-    /// context's PAE root frame, whose four entries are cleared for each new root.
-    func allocateLocalPage(_ context: Context, role: PageRole) -> ShadowPage {
-        let frame: UInt64
-        if role.level == 3, context.rootRole.level == 3 {
-            if context.paeRootFrame == nil { context.paeRootFrame = host.allocateTableFrame() }
-            frame = context.paeRootFrame!
-            for index in 0..<4 { host.setEntry(frame << 12 + UInt64(index) * 8, 0) }
-        } else {
-            frame = host.allocateTableFrame()
-        }
-        statistics.localPagesCreated += 1
-        let page = ShadowPage(gfn: 0, role: role, frame: frame, generation: generation, owner: context.vcpu, serial: nextSerial)
-        nextSerial += 1
-        pageByFrame[frame] = page
         return page
     }
 
@@ -309,8 +271,7 @@ extension ShadowMMU {
     /// Points `parent`'s entry `index` at `child` (`link_shadow_page`).
     func link(_ parent: ShadowPage, _ index: Int, to child: ShadowPage, context: Context) {
         let sptep = parent.spteAddress(index)
-        let paeRoot = parent.isLocal && parent.role.level == 3 && context.rootRole.level == 3
-        let spte = paeRoot ? SPTE.paeRootEntry(child: child.frame) : SPTE.nonLeaf(child: child.frame, format: spteFormat)
+        let spte = makeLinkSPTE(parent, to: child, context)
         events?.append(.spteWritten(level: parent.role.level, index: index, address: sptep, old: host.entry(sptep), new: spte.rawValue))
         host.setEntry(sptep, spte.rawValue)
         child.parentSPTEs.append(sptep)

@@ -115,7 +115,7 @@ extension VirtualMachine {
                 mmu.events = nil
                 // A PAE root's entries are loaded into PDPTE registers at entry, and
                 // the fault may have filled one; other roots are read on every walk.
-                if mmu.contexts[index].root?.role.level ?? 3 == 3 { vcpu.requestReentry() }
+                if mmu.rootIsLatchedAtEntry(vcpu: index) { vcpu.requestReentry() }
                 switch outcome {
                 case .fixed, .spurious:
                     continue
