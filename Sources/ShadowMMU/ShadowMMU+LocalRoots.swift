@@ -17,7 +17,7 @@ import X86Paging
 // | P6 | roots are one `mmu_alloc_root` of the full root level; PDPTEs and lower local levels on demand; one free and one sync path; walker defaults above the guest's top level | `loadRoot(_:)` (gfn 0 for a local root), `releaseRoot(_:_:)`, `syncRoots(_:)` (ShadowMMU+Roots); `fetch` builds every level from the root; `GuestWalk` keeps gfn 0 / full rights above the guest's levels |
 // | P7 | `to_shadow_page()` of a root is never NULL; obsolescence is `is_obsolete_sp` on the root | `Context.root` is a `ShadowPage`; `freeObsoleteRoots(_:)` and `isObsolete(_:)` treat local roots like any page |
 // | P8 | allocate `pae_root` on demand, below 4 GiB | `takePAERootFrame(_:)` (at the first local PAE page, not in `kvm_mmu_load`); `HostMemory` allocates every table frame below 4 GiB |
-// | P9 | compare the level-3 entry with the walk's PD in `FNAME(fetch)`, drop it on mismatch | `repointStaleLocalPDPTE(_:_:level:sptep:linked:walk:)`, called by `fetch`; `Regression.staleNPTPDPTE` switches it off |
+// | P9 | compare the level-3 entry with the walk's PD in `FNAME(fetch)`, drop it on mismatch | `repointStaleLocalPDPTE(_:_:sptep:linked:)`, called by `fetch`; `Regression.staleNPTPDPTE` switches it off |
 // | P10 | drop `INVALID_PAE_ROOT`; an empty PDPTE is 0 | nothing to write: empty entries are 0 and tested with `SPTE.isShadowPresent` |
 // | P11 | `pae_root` backs a local L3 page only when `root_role.level == 3` | `allocateLocalShadowPage(_:role:)` |
 // | P12 | remove `mmu_alloc_special_roots`, `pml4_root`, `pml5_root` | nothing to write: local L4/L5 pages come from `allocateLocalShadowPage(_:role:)` like any other |
@@ -162,14 +162,12 @@ extension ShadowMMU {
     /// re-pointed the nPDPTE since the entry was linked. If so, unlinks the
     /// entry (the caller then links the right page) and returns true.
     /// `Regression.staleNPTPDPTE` switches the check off.
-    func repointStaleLocalPDPTE(
-        _ context: Context, _ page: ShadowPage, level: Int, sptep: UInt64, linked: ShadowPage, walk: GuestWalk
-    ) -> Bool {
-        guard page.isLocal, level == 3, context.checksNestedPDPTEs, !regressions.contains(.staleNPTPDPTE),
-              linked.gfn != walk.tableGFN[level - 1]
+    func repointStaleLocalPDPTE(_ fault: PageFault, _ page: ShadowPage, sptep: UInt64, linked: ShadowPage) -> Bool {
+        guard page.isLocal, page.role.level == 3, fault.context.checksNestedPDPTEs, !regressions.contains(.staleNPTPDPTE),
+              linked.gfn != fault.walk.tableGFN[2]
         else { return false }
         statistics.nestedPDPTERepoints += 1
-        events?.append(.note("the nPDPTE for this GiB now names page directory \((walk.tableGFN[level - 1] << 12).hex), not \((linked.gfn << 12).hex): the local level-3 entry is re-pointed"))
+        fault.trace?.record(.note("the nPDPTE for this GiB now names page directory \((fault.walk.tableGFN[2] << 12).hex), not \((linked.gfn << 12).hex): the local level-3 entry is re-pointed"))
         unlinkChild(linked, from: sptep)
         flushRemoteTLBs()
         return true

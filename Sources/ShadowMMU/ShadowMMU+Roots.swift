@@ -20,7 +20,7 @@ extension ShadowMMU {
         makeMMUPagesAvailable()
         let role = context.rootRole
         let gfn = role.direct || context.usingLocalRootPage ? 0 : context.pgd >> 12
-        let root = shadowPage(context, gfn: gfn, role: role)
+        let root = shadowPage(context, gfn: gfn, role: role, trace: nil)
         if root.isLocal {
             statistics.localRootsCreated += 1
         } else {
@@ -162,7 +162,7 @@ extension ShadowMMU {
     /// Brings the current root's unsync pages back in sync (`kvm_mmu_sync_roots`).
     func syncRoots(_ context: Context) {
         guard let root = context.root, !root.role.direct else { return }
-        if root.unsync || root.unsyncChildren > 0 { syncChildren(context, root) }
+        if root.unsync || root.unsyncChildren > 0 { syncChildren(context, root, trace: nil) }
     }
 
     /// The guest flushed its TLB (`kvm_vcpu_flush_tlb_guest`): sync the current

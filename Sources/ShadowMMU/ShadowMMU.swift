@@ -61,8 +61,6 @@ public final class ShadowMMU {
 
     /// The page hash: (gfn, role) → page, valid pages only.
     @exclusivity(unchecked) var hash: [PageKey: ShadowPage] = [:]
-    /// When set, exits append what the hypervisor did (for explanations).
-    public var events: [MMUEvent]?
 
     /// Hashed pages by gfn (KVM walks the hash bucket of the gfn).
     @exclusivity(unchecked) var pagesByGFN: [UInt64: [ShadowPage]] = [:]
@@ -194,9 +192,9 @@ extension ShadowMMU {
     /// local page when the context uses local root pages and the level is 3 or
     /// more (the series' hook, ShadowMMU+LocalRoots), else the valid page in
     /// the hash, else a new hashed page.
-    func shadowPage(_ context: Context, gfn: UInt64, role: PageRole) -> ShadowPage {
+    func shadowPage(_ context: Context, gfn: UInt64, role: PageRole, trace: MMUTrace?) -> ShadowPage {
         if role.level >= 3, context.usingLocalRootPage {
-            events?.append(.pageCreated(level: role.level, gfn: 0, role: role, local: true))
+            trace?.record(.pageCreated(level: role.level, gfn: 0, role: role, local: true))
             return allocateLocalShadowPage(context, role: role)
         }
         for page in pagesByGFN[gfn] ?? [] where !isObsolete(page) {
@@ -207,18 +205,18 @@ extension ShadowMMU {
                 continue
             }
             if page.role.direct {
-                events?.append(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
+                trace?.record(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
                 return page
             }
-            if page.unsync, !syncPage(context, page) {
+            if page.unsync, !syncPage(context, page, trace: trace) {
                 zapPage(page)
                 break
             }
             page.writeFloodingCount = 0
-            events?.append(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
+            trace?.record(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
             return page
         }
-        events?.append(.pageCreated(level: role.level, gfn: gfn, role: role, local: false))
+        trace?.record(.pageCreated(level: role.level, gfn: gfn, role: role, local: false))
         return allocateHashedPage(gfn: gfn, role: role)
     }
 
@@ -269,10 +267,10 @@ extension ShadowMMU {
     }
 
     /// Points `parent`'s entry `index` at `child` (`link_shadow_page`).
-    func link(_ parent: ShadowPage, _ index: Int, to child: ShadowPage, context: Context) {
+    func link(_ parent: ShadowPage, _ index: Int, to child: ShadowPage, context: Context, trace: MMUTrace?) {
         let sptep = parent.spteAddress(index)
         let spte = makeLinkSPTE(parent, to: child, context)
-        events?.append(.spteWritten(level: parent.role.level, index: index, address: sptep, old: host.entry(sptep), new: spte.rawValue))
+        trace?.record(.spteWritten(level: parent.role.level, index: index, address: sptep, old: host.entry(sptep), new: spte.rawValue))
         host.setEntry(sptep, spte.rawValue)
         child.parentSPTEs.append(sptep)
         if child.unsync || child.unsyncChildren > 0 { markUnsync(sptep) }
