@@ -40,7 +40,6 @@ public enum MMUMode: Hashable, Sendable {
 public final class ShadowMMU {
     public let host: HostMemory
     public let memory: GuestMemory
-    public let hostPaging: HostPaging
     public let mode: MMUMode
     /// The format of every table this MMU builds.
     public let spteFormat: SPTEFormat
@@ -85,11 +84,10 @@ public final class ShadowMMU {
     var nextSerial = 0
 
     public init(
-        host: HostMemory, memory: GuestMemory, hostPaging: HostPaging, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow
+        host: HostMemory, memory: GuestMemory, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow
     ) {
         self.host = host
         self.memory = memory
-        self.hostPaging = hostPaging
         self.mode = mode
         if case .tdp(let format, _) = mode { spteFormat = format } else { spteFormat = .x86 }
         contexts = (0..<vcpuCount).map { Context(vcpu: $0, registers: ControlRegisters(model: guestModel), mode: mode) }
