@@ -130,13 +130,19 @@ extension ShadowMMU {
     /// bits (or, for EPT, a misconfiguration).
     func guestLeaf(_ context: Context, _ gpte: UInt64, fourByte: Bool) -> (gfn: UInt64, access: AccessRights, dirty: Bool, protectionKey: Int)? {
         if case .ept(let eptp, let bits) = context.nested {
+            // The walker's rules for a 4 KiB EPT leaf (EPTWalker.translate): present,
+            // not write-without-read, not execute-only, a valid memory type, no
+            // reserved bit — and, with A/D flags on, accessed.
+            let entry = EPTEntry(rawValue: gpte)
             let accessedDirty = eptp.accessedDirtyEnabled
-            guard gpte & 7 != 0, gpte & 3 != 2, gpte & 7 != 4, ![2, 3, 7].contains(gpte >> 3 & 7),
+            let writeWithoutRead = entry.contains(.write) && !entry.contains(.read)
+            let executeOnly = gpte & 7 == EPTEntry.execute.rawValue
+            guard entry.isPresent, !writeWithoutRead, !executeOnly, entry.memoryType != nil,
                   gpte & EPTWalker.reservedBits(level: 1, large: false, maxPhysicalAddressBits: bits) == 0,
-                  !accessedDirty || gpte & EPTEntry.accessed.rawValue != 0
+                  !accessedDirty || entry.contains(.accessed)
             else { return nil }
-            let dirty = !accessedDirty || gpte & EPTEntry.dirty.rawValue != 0
-            return ((gpte & bitRange(bits - 1, 12)) >> 12, AccessRights(eptEntry: gpte), dirty, 0)
+            let dirty = !accessedDirty || entry.contains(.dirty)
+            return (entry.frameAddress(maxPhysicalAddressBits: bits) >> 12, AccessRights(eptEntry: gpte), dirty, 0)
         }
         let registers = context.registers
         var reserved: UInt64 = 0
