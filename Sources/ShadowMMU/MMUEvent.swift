@@ -1,7 +1,7 @@
 import X86Paging
 
 /// What the hypervisor did while handling one exit, step by step — recorded
-/// only when `ShadowMMU.events` is set (for `shadowmmu explain`).
+/// only for a fault handed an ``MMUTrace`` (for `shadowmmu explain`).
 public enum MMUEvent: Sendable {
     /// The hypervisor's walk of the guest's own tables (KVM's `FNAME(walk_addr)`).
     case guestWalk(WalkTrace, mode: PagingMode)

@@ -94,53 +94,48 @@ extension ShadowMMU {
     /// tables (`FNAME(page_fault)` of the nested MMU): walk L1's tables for
     /// the L2-physical `address` (setting their accessed/dirty flags), then
     /// reflect L1's own fault, emulate, or build the shadow chain and leaf.
-    public func nestedPageFault(vcpu: Int, address: UInt64, access: NestedAccess) -> FaultOutcome {
+    /// `trace`, when given, records each step.
+    public func nestedPageFault(vcpu: Int, address: UInt64, access: NestedAccess, trace: MMUTrace? = nil) -> FaultOutcome {
         statistics.exits += 1
         statistics.nestedExits += 1
         guard let context = nestedContexts[vcpu], let paging = context.nested else {
             preconditionFailure("a nested fault on vCPU \(vcpu), which has not entered L2")
         }
-        var walk = GuestWalk(nested: paging)
+        var fault = PageFault(
+            context: context, address: address, access: MemoryAccess(paging.judgedKind(access)),
+            errorCode: PageFaultErrorCode(rawValue: 0), walk: GuestWalk(nested: paging), trace: trace)
         let result: NestedTranslation
-        if events != nil {
-            var trace = WalkTrace()
-            result = paging.translate(address, access, memory: memory, tracer: &trace)
-            for step in trace.steps { walk.record(step) }
-            events?.append(.nestedWalk(trace, paging: paging, address: address, access: access))
+        if let trace {
+            var walkTrace = WalkTrace()
+            result = paging.translate(address, access, memory: memory, tracer: &walkTrace)
+            for step in walkTrace.steps { fault.walk.record(step) }
+            trace.record(.nestedWalk(walkTrace, paging: paging, address: address, access: access))
         } else {
-            result = paging.translate(address, access, memory: memory, tracer: &walk)
+            result = paging.translate(address, access, memory: memory, tracer: &fault.walk)
         }
-        let gpa: UInt64
         switch result {
-        case .fault(let fault):
+        case .fault(let nestedFault):
             statistics.nestedFaultsReflected += 1
-            events?.append(.note("L1's own nested tables deny the access: the fault is reflected to L1"))
-            return .reflectNestedFault(fault)
+            trace?.record(.note("L1's own nested tables deny the access: the fault is reflected to L1"))
+            return .reflectNestedFault(nestedFault)
         case .translated(let l1Address, _, _):
-            gpa = l1Address
+            fault.gpa = l1Address
         }
-        let gfn = gpa >> 12
-        let write = paging.judgedKind(access) == .write
-        guard let slot = memory.slot(for: gfn) else {
-            makeMMUPagesAvailable()
-            _ = fetch(context, address, walk: walk, gfn: gfn, slot: nil, access: walk.pageAccess, protectionKey: 0, write: write)
-            statistics.mmioExits += 1
-            statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: true)
-        }
-        if write, writeTrack[gfn] != nil {
+        fault.pageAccess = fault.walk.pageAccess
+        fault.slot = memory.slot(for: fault.gfn)
+        guard fault.slot != nil else { return handleNoSlotFault(&fault) }
+        if fault.write, writeTrack[fault.gfn] != nil {
             // A write to a frame L0 shadows as one of L1's nested tables — L2's
             // data, or L2's own page table (its accessed/dirty flags) living in
             // that frame. L0 emulates the access; unprotecting the frame instead
             // (`kvm_mmu_unprotect_page`) would livelock when the frame holds the
             // root's own table (a nested table that maps itself).
             statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: false)
+            return .emulate(gpa: fault.gpa, mmio: false)
         }
-        var pageAccess = walk.pageAccess
         // A clean page maps read-only so that the first write sets L1's dirty flag.
-        if !write, !paging.isDirty(leaf: walk.entries[walk.leafLevel]) { pageAccess.remove(.write) }
+        if !fault.write, !paging.isDirty(leaf: fault.walk.entries[fault.walk.leafLevel]) { fault.pageAccess.remove(.write) }
         makeMMUPagesAvailable()
-        return outcome(of: fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: 0, write: write), gpa: gpa)
+        return outcome(of: fetch(&fault), gpa: fault.gpa)
     }
 }

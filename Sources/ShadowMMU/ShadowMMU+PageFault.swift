@@ -28,64 +28,57 @@ extension ShadowMMU {
     /// `vcpu` (KVM's `kvm_mmu_page_fault` → `FNAME(page_fault)`): walk the
     /// guest's tables (setting their accessed/dirty flags as the hardware
     /// would), then either reflect the guest's fault, emulate, or build the
-    /// shadow chain and the leaf spte.
-    public func pageFault(vcpu: Int, address: UInt64, access: MemoryAccess, hardwareErrorCode: PageFaultErrorCode) -> FaultOutcome {
+    /// shadow chain and the leaf spte. `trace`, when given, records each step.
+    public func pageFault(
+        vcpu: Int, address: UInt64, access: MemoryAccess, hardwareErrorCode: PageFaultErrorCode, trace: MMUTrace? = nil
+    ) -> FaultOutcome {
         statistics.exits += 1
         let context = contexts[vcpu]
         let registers = context.registers
-        var walk = GuestWalk(guestMode: registers.mode)
-        let gpa: UInt64
-        var pageAccess = AccessRights.all
-        var protectionKey = 0
-        var dirty = true
+        var fault = PageFault(
+            context: context, address: address, access: access, errorCode: hardwareErrorCode,
+            walk: GuestWalk(guestMode: registers.mode), trace: trace)
         if registers.mode == .none {
-            gpa = registers.linearAddress(address)
-            walk.leafLevel = 6  // no guest level: every shadow level is direct
+            fault.gpa = registers.linearAddress(address)
+            fault.walk.leafLevel = 6  // no guest level: every shadow level is direct
         } else {
             let result: WalkResult
-            if events != nil {
+            if let trace {
                 // Traced in full for the explanation; the per-level record is derived from the trace.
-                var trace = WalkTrace()
-                result = Walker.walk(address, access, registers: walkRegisters(registers), memory: memory, tracer: &trace)
-                for step in trace.steps { walk.record(step) }
-                events?.append(.guestWalk(trace, mode: registers.mode))
+                var walkTrace = WalkTrace()
+                result = Walker.walk(address, access, registers: walkRegisters(registers), memory: memory, tracer: &walkTrace)
+                for step in walkTrace.steps { fault.walk.record(step) }
+                trace.record(.guestWalk(walkTrace, mode: registers.mode))
             } else {
-                result = Walker.walk(address, access, registers: walkRegisters(registers), memory: memory, tracer: &walk)
+                result = Walker.walk(address, access, registers: walkRegisters(registers), memory: memory, tracer: &fault.walk)
             }
             switch result {
             case .pageFault(let code):
-                events?.append(.note("the guest's own tables deny the access: #PF \(code) is injected into the guest"))
+                trace?.record(.note("the guest's own tables deny the access: #PF \(code) is injected into the guest"))
                 statistics.guestFaultsInjected += 1
                 return .injectPageFault(code)
             case .generalProtection:
                 preconditionFailure("the machine checks canonical addresses before the hardware walk")
             case .translated(let translation):
-                gpa = translation.physicalAddress
-                pageAccess = walk.pageAccess
-                protectionKey = context.rootRole.level >= 4 ? translation.protectionKey : 0
-                dirty = translation.dirty
+                fault.gpa = translation.physicalAddress
+                fault.pageAccess = fault.walk.pageAccess
+                fault.protectionKey = context.rootRole.level >= 4 ? translation.protectionKey : 0
+                fault.dirty = translation.dirty
             }
         }
-        let gfn = gpa >> 12
-        let write = access.kind == .write
-        guard let slot = memory.slot(for: gfn) else {
-            makeMMUPagesAvailable()
-            _ = fetch(context, address, walk: walk, gfn: gfn, slot: nil, access: pageAccess, protectionKey: 0, write: write)
-            statistics.mmioExits += 1
-            statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: true)
-        }
+        fault.slot = memory.slot(for: fault.gfn)
+        guard fault.slot != nil else { return handleNoSlotFault(&fault) }
         // A write the hardware saw as a protection fault on a write-tracked
         // guest table: emulate it; the sptes stay (`page_fault_handle_page_track`).
-        if write, hardwareErrorCode.contains(.present), !hardwareErrorCode.contains(.reservedBit), writeTrack[gfn] != nil {
+        if fault.write, hardwareErrorCode.contains(.present), !hardwareErrorCode.contains(.reservedBit), writeTrack[fault.gfn] != nil {
             clearFloodCounters(context, address)
             statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: false)
+            return .emulate(gpa: fault.gpa, mmio: false)
         }
         // A clean page is mapped read-only so that the first write faults and
         // the guest's dirty flag is set (`protect_clean_gpte`).
-        if !dirty, !write { pageAccess.remove(.write) }
-        if write, !pageAccess.contains(.write), registers.mode != .none, !registers.cr0.wp, access.mode != .user {
+        if !fault.dirty, !fault.write { fault.pageAccess.remove(.write) }
+        if fault.write, !fault.pageAccess.contains(.write), registers.mode != .none, !registers.cr0.wp, !fault.user {
             // CR0.WP=0: a supervisor write to a read-only page is allowed. KVM keeps
             // the hardware's WP=1 and maps the page writable but supervisor-only
             // (and, with SMEP, not executable). With SMAP or protection keys that
@@ -94,16 +87,16 @@ extension ShadowMMU {
             // the fix, and protection keys (which KVM's shadow MMU does not offer),
             // emulate the write instead.
             let smapChecksLater = registers.cr4.contains(.smap) && fixes.contains(.cr0WPEmulationSMAP)
-            if pageAccess.contains(.user), smapChecksLater || context.cpuRole.cr4PKE {
+            if fault.pageAccess.contains(.user), smapChecksLater || context.cpuRole.cr4PKE {
                 statistics.emulatedAccesses += 1
-                return .emulate(gpa: gpa, mmio: false)
+                return .emulate(gpa: fault.gpa, mmio: false)
             }
-            pageAccess.insert(.write)
-            pageAccess.remove(.user)
-            if registers.cr4.contains(.smep) { pageAccess.remove(.execute) }
+            fault.pageAccess.insert(.write)
+            fault.pageAccess.remove(.user)
+            if registers.cr4.contains(.smep) { fault.pageAccess.remove(.execute) }
         }
         makeMMUPagesAvailable()
-        let result = fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: pageAccess, protectionKey: protectionKey, write: write)
+        let result = fetch(&fault)
         // Only a guest with CR0.WP=0 sees rules the hardware (always WP=1) does not share.
         if result == .fixed || result == .spurious, !registers.cr0.wp, hardwareRefuses(context, address, access) {
             // The sptes grant what the guest's tables grant, yet the hardware
@@ -111,9 +104,18 @@ extension ShadowMMU {
             // always 1 in hardware, so a protection key's write-disable binds a
             // supervisor write the guest's CR0.WP=0 lets through). Emulate.
             statistics.emulatedAccesses += 1
-            return .emulate(gpa: gpa, mmio: false)
+            return .emulate(gpa: fault.gpa, mmio: false)
         }
-        return outcome(of: result, gpa: gpa)
+        return outcome(of: result, gpa: fault.gpa)
+    }
+
+    /// A fault on a frame no memslot holds (KVM's `kvm_handle_noslot_fault`),
+    /// the step every fault path shares: build the shadow chain down to an
+    /// MMIO spte, so that the next access there faults as MMIO at once, and
+    /// emulate the access.
+    func handleNoSlotFault(_ fault: inout PageFault) -> FaultOutcome {
+        makeMMUPagesAvailable()
+        return outcome(of: fetch(&fault), gpa: fault.gpa)
     }
 
     /// The registers KVM's guest walker judges `registers` by. In 32-bit paging
@@ -153,87 +155,76 @@ extension ShadowMMU {
         }
     }
 
-    /// Builds the shadow chain from the root down to the leaf for `address`
+    /// Builds the shadow chain from the root down to the leaf for `fault`
     /// (`FNAME(fetch)`): indirect pages for the guest's tables down to the
     /// guest's leaf level, direct pages below it (a guest huge page is mapped
-    /// with 4 KiB sptes), then the leaf spte.
-    func fetch(
-        _ context: Context, _ address: UInt64, walk: GuestWalk, gfn: UInt64, slot: Memslot?,
-        access: AccessRights, protectionKey: Int, write: Bool, goalLevel: Int = 1
-    ) -> SetSPTEResult {
+    /// with 4 KiB sptes), then the leaf spte at `fault.goalLevel`.
+    func fetch(_ fault: inout PageFault) -> SetSPTEResult {
+        let context = fault.context
         guard var page = context.root else { preconditionFailure("fault on vCPU \(context.vcpu) with no root loaded") }
         // Shadow tables are indexed by the guest's linear address, TDP tables by the guest-physical one.
-        let linear = context.tableIndex(address, tdp: mode.isTDP)
+        let linear = context.tableIndex(fault.address, tdp: mode.isTDP)
         var level = page.role.level
-        while level > goalLevel {
+        while level > fault.goalLevel {
             page.writeFloodingCount = 0
-            let index = Int(linear >> UInt64(12 + 9 * (level - 1)) & 511)
+            let index = page.index(of: linear)
             let sptep = page.spteAddress(index)
             let spte = SPTE(rawValue: host.entry(sptep))
             let childLevel = level - 1
-            let indirect = childLevel >= walk.leafLevel
+            let indirect = childLevel >= fault.walk.leafLevel
             if spte.isShadowPresent, spte.isLeaf(atLevel: level) {
                 // A huge mapping where a table is now wanted (dirty logging maps 4 KiB pages).
                 dropLeaf(page, index)
                 flushRemoteTLBs()
-            } else if spte.isShadowPresent, let existing = child(of: spte),
-                      page.isLocal, level == 3, context.checksNestedPDPTEs, !regressions.contains(.staleNPTPDPTE),
-                      existing.gfn != walk.tableGFN[childLevel] {
-                // L1 changed the nPDPTE since this entry was linked: nPDPTEs are
-                // read on every nested walk, never latched, and the 32-byte PDPT
-                // cannot be write-protected. Re-point the entry at the shadow of
-                // the page directory the walk just used (the series' fix).
-                statistics.nestedPDPTERepoints += 1
-                events?.append(.note("the nPDPTE for this GiB now names page directory \((walk.tableGFN[childLevel] << 12).hex), not \((existing.gfn << 12).hex): the local level-3 entry is re-pointed"))
-                unlinkChild(existing, from: sptep)
-                flushRemoteTLBs()
             } else if spte.isShadowPresent, let existing = child(of: spte) {
-                if indirect || existing.role.access == access {
+                if repointStaleLocalPDPTE(fault, page, sptep: sptep, linked: existing) {
+                    // Unlinked: the shadow of the page directory L1 now names is linked below.
+                } else if indirect || existing.role.access == fault.pageAccess {
                     page = existing
                     level = childLevel
                     continue
+                } else {
+                    // A direct page built for other rights (the guest has since set
+                    // D on its huge page): unlink it so a correct one is built
+                    // (`validate_direct_spte`).
+                    unlinkChild(existing, from: sptep)
+                    flushRemoteTLBs()
                 }
-                // A direct page built for other rights (the guest has since set
-                // D on its huge page): unlink it so a correct one is built
-                // (`validate_direct_spte`).
-                unlinkChild(existing, from: sptep)
-                flushRemoteTLBs()
             }
             let child: ShadowPage
             if indirect {
-                let role = childRole(of: page.role, address: linear, direct: false, access: walk.tableAccess(childLevel))
-                child = shadowPage(context, gfn: walk.tableGFN[childLevel], role: role)
+                let role = childRole(of: page.role, address: linear, direct: false, access: fault.walk.tableAccess(childLevel))
+                child = shadowPage(context, gfn: fault.walk.tableGFN[childLevel], role: role, trace: fault.trace)
                 // The guest may have made a not-present entry present without a
                 // flush: sync before the page is used again.
-                if child.unsyncChildren > 0 { syncChildren(context, child) }
+                if child.unsyncChildren > 0 { syncChildren(context, child, trace: fault.trace) }
             } else {
-                let role = childRole(of: page.role, address: linear, direct: true, access: access)
+                let role = childRole(of: page.role, address: linear, direct: true, access: fault.pageAccess)
                 let span = UInt64(1) << UInt64(9 * childLevel)
-                child = shadowPage(context, gfn: gfn & ~(span - 1), role: role)
+                child = shadowPage(context, gfn: fault.gfn & ~(span - 1), role: role, trace: fault.trace)
             }
-            link(page, index, to: child, context: context)
+            link(page, index, to: child, context: context, trace: fault.trace)
             page = child
             level = childLevel
         }
         page.writeFloodingCount = 0
-        let index = Int(linear >> UInt64(12 + 9 * (level - 1)) & 511)
-        let span = UInt64(1) << UInt64(9 * (level - 1))
+        let index = page.index(of: linear)
         let existing = SPTE(rawValue: host.entry(page.spteAddress(index)))
         if level > 1, existing.isShadowPresent, !existing.isLeaf(atLevel: level) {
             // A table already sits where the huge page would go: map this 4 KiB page below it.
-            return fetch(context, address, walk: walk, gfn: gfn, slot: slot, access: access, protectionKey: protectionKey, write: write, goalLevel: level - 1)
+            fault.goalLevel = level - 1
+            return fetch(&fault)
         }
-        return setSPTE(context, page, index, gfn: gfn & ~(span - 1), slot: slot, access: access, protectionKey: protectionKey, write: write)
+        return setSPTE(&fault, page, index)
     }
 
-    /// Installs the leaf spte (`mmu_set_spte`).
-    func setSPTE(
-        _ context: Context, _ page: ShadowPage, _ index: Int, gfn: UInt64, slot: Memslot?,
-        access: AccessRights, protectionKey: Int, write: Bool
-    ) -> SetSPTEResult {
+    /// Installs the leaf spte for `fault` at entry `index` of `page` (`mmu_set_spte`).
+    func setSPTE(_ fault: inout PageFault, _ page: ShadowPage, _ index: Int) -> SetSPTEResult {
         let sptep = page.spteAddress(index)
         let old = SPTE(rawValue: host.entry(sptep))
-        guard let slot else {
+        let span = UInt64(1) << UInt64(9 * (page.role.level - 1))
+        let gfn = fault.gfn & ~(span - 1)
+        guard let slot = fault.slot else {
             if old.isShadowPresent {
                 dropLeaf(page, index)
                 flushRemoteTLBs()
@@ -252,38 +243,42 @@ extension ShadowMMU {
                 flushRemoteTLBs()
             }
         }
-        let (new, writeProtected) = makeSPTE(
-            gfn: gfn, frame: frame, access: access, protectionKey: protectionKey,
-            oldWritable: existing && old.isWritable, synchronizing: false, large: page.role.level > 1)
+        let new: SPTE
+        (new, fault.writeProtected) = makeSPTE(
+            gfn: gfn, frame: frame, access: fault.pageAccess, protectionKey: fault.protectionKey,
+            oldWritable: existing && old.isWritable, synchronizing: false, large: page.role.level > 1, trace: fault.trace)
+        let withheld = fault.writeProtected && fault.write
         let hardwareBits = SPTE.accessed | SPTE.dirty
         if existing, new.rawValue & ~hardwareBits == old.rawValue & ~hardwareBits {
-            return writeProtected && write ? .writeProtected : .spurious
+            return withheld ? .writeProtected : .spurious
         }
         host.setEntry(sptep, new.rawValue)
-        events?.append(.spteWritten(level: page.role.level, index: index, address: sptep, old: old.rawValue, new: new.rawValue))
+        fault.trace?.record(.spteWritten(level: page.role.level, index: index, address: sptep, old: old.rawValue, new: new.rawValue))
         if !existing {
             rmap[gfn, default: []].append(sptep)
             if !page.role.direct { page.leafGFNs[index] = gfn }  // indirect leaves are level 1
         } else if old.isWritable, !new.isWritable {
             flushRemoteTLBs()
         }
-        return writeProtected && write ? .writeProtected : .fixed
+        return withheld ? .writeProtected : .fixed
     }
 
     /// The leaf spte for `access` (`make_spte`). Write access is granted only
     /// if the frame is not a guest page table the hypervisor must see writes
     /// to; a leaf table may instead go unsync. Returns whether write access
-    /// was withheld for that reason.
+    /// was withheld for that reason. Shared by the fault path and sync
+    /// (`synchronizing`), which has no fault: like KVM's `make_spte`, it takes
+    /// the decided rights rather than the fault.
     func makeSPTE(
         gfn: UInt64, frame: UInt64, access: AccessRights, protectionKey: Int, oldWritable: Bool, synchronizing: Bool,
-        large: Bool = false
+        large: Bool = false, trace: MMUTrace?
     ) -> (SPTE, Bool) {
         var access = access
         var writeProtected = false
-        if access.contains(.write), !oldWritable, !mmuTryToUnsyncPages(gfn, synchronizing: synchronizing) {
+        if access.contains(.write), !oldWritable, !mmuTryToUnsyncPages(gfn, synchronizing: synchronizing, trace: trace) {
             access.remove(.write)
             writeProtected = true
-            events?.append(.writeProtected(gfn: gfn))
+            trace?.record(.writeProtected(gfn: gfn))
         }
         let writable = access.contains(.write)
         if writable { memory.markDirty(gfn) }
@@ -297,13 +292,16 @@ extension ShadowMMU {
     /// misconfiguration, or an #NPF) at guest-physical `gpa` (KVM's
     /// `kvm_tdp_page_fault` → `direct_map`): map the frame with full rights, or
     /// install an MMIO spte and emulate when no memslot holds it.
-    public func tdpPageFault(vcpu: Int, gpa: UInt64, write: Bool) -> FaultOutcome {
+    public func tdpPageFault(vcpu: Int, gpa: UInt64, write: Bool, trace: MMUTrace? = nil) -> FaultOutcome {
         statistics.exits += 1
         let context = contexts[vcpu]
         var walk = GuestWalk(guestMode: .level4)
         walk.leafLevel = 6  // every level is direct
-        let gfn = gpa >> 12
-        let slot = memory.slot(for: gfn)
+        var fault = PageFault(
+            context: context, address: gpa, access: MemoryAccess(write ? .write : .read), errorCode: PageFaultErrorCode(rawValue: 0),
+            walk: walk, trace: trace)
+        fault.gpa = gpa
+        fault.slot = memory.slot(for: fault.gfn)
         if gpa >> UInt64(context.rootRole.level == 3 ? 32 : 12 + 9 * context.rootRole.level) != 0 {
             // Beyond what the TDP tables can map (a PAE-format table maps 4 GiB, a
             // 4-level one 256 TiB): emulate without an spte (KVM emulates directly a
@@ -312,9 +310,10 @@ extension ShadowMMU {
             statistics.emulatedAccesses += 1
             return .emulate(gpa: gpa, mmio: true)
         }
+        guard let slot = fault.slot else { return handleNoSlotFault(&fault) }
         makeMMUPagesAvailable()
-        let goal = slot.map { hugePageLevel(gfn: gfn, slot: $0, rootLevel: context.rootRole.level) } ?? 1
-        let result = fetch(context, gpa, walk: walk, gfn: gfn, slot: slot, access: .all, protectionKey: 0, write: write, goalLevel: goal)
+        fault.goalLevel = hugePageLevel(gfn: fault.gfn, slot: slot, rootLevel: context.rootRole.level)
+        let result = fetch(&fault)
         precondition(result != .writeProtected, "TDP tables never write-protect guest frames")
         return outcome(of: result, gpa: gpa)
     }
@@ -349,7 +348,7 @@ extension ShadowMMU {
         let linear = context.tableIndex(address, tdp: mode.isTDP)
         var page = context.root
         while let current = page {
-            let spte = SPTE(rawValue: host.entry(current.spteAddress(Int(linear >> UInt64(12 + 9 * (current.role.level - 1)) & 511))))
+            let spte = SPTE(rawValue: host.entry(current.spteAddress(current.index(of: linear))))
             if spte.isLeaf(atLevel: current.role.level) { return spte }
             page = spte.isShadowPresent ? child(of: spte) : nil
         }
@@ -363,7 +362,7 @@ extension ShadowMMU {
         while let current = page {
             current.writeFloodingCount = 0
             guard current.role.level > 1 else { break }
-            let spte = SPTE(rawValue: host.entry(current.spteAddress(Int(linear >> UInt64(12 + 9 * (current.role.level - 1)) & 511))))
+            let spte = SPTE(rawValue: host.entry(current.spteAddress(current.index(of: linear))))
             page = spte.isShadowPresent ? child(of: spte) : nil
         }
     }

@@ -20,7 +20,7 @@ extension ShadowMMU {
         makeMMUPagesAvailable()
         let role = context.rootRole
         let gfn = role.direct || context.usingLocalRootPage ? 0 : context.pgd >> 12
-        let root = shadowPage(context, gfn: gfn, role: role)
+        let root = shadowPage(context, gfn: gfn, role: role, trace: nil)
         if root.isLocal {
             statistics.localRootsCreated += 1
         } else {
@@ -160,34 +160,10 @@ extension ShadowMMU {
         if root.rootCount == 0, root.role.invalid { freePage(root) }
     }
 
-    /// Frees a local root and the local pages under it (`mmu_free_local_root_page`):
-    /// entry 0 of each local L5/L4 page, entries 0–3 of the local L3 page. The
-    /// ordinary pages below are only unlinked: they stay in the hash.
-    func freeLocalRoot(_ context: Context, _ root: ShadowPage) {
-        var next: ShadowPage? = root
-        while let page = next {
-            next = nil
-            if page.role.level > 3 {
-                let spte = SPTE(rawValue: host.entry(page.spteAddress(0)))
-                if spte.isShadowPresent, let child = child(of: spte), child.isLocal { next = child }
-                zapSPTE(page, 0)
-            } else {
-                for index in 0..<4 { zapSPTE(page, index) }
-            }
-            freeLocalPage(context, page)
-        }
-    }
-
-    func freeLocalPage(_ context: Context, _ page: ShadowPage) {
-        statistics.localPagesFreed += 1
-        if pageByFrame[page.frame] === page { pageByFrame[page.frame] = nil }
-        if page.frame != context.paeRootFrame { host.freeTableFrame(page.frame) }
-    }
-
     /// Brings the current root's unsync pages back in sync (`kvm_mmu_sync_roots`).
     func syncRoots(_ context: Context) {
         guard let root = context.root, !root.role.direct else { return }
-        if root.unsync || root.unsyncChildren > 0 { syncChildren(context, root) }
+        if root.unsync || root.unsyncChildren > 0 { syncChildren(context, root, trace: nil) }
     }
 
     /// The guest flushed its TLB (`kvm_vcpu_flush_tlb_guest`): sync the current

@@ -5,14 +5,14 @@ extension ShadowMMU {
     /// may (`mmu_try_to_unsync_pages`): not when the frame is also an
     /// upper-level table (write-tracked), and not while the hypervisor is
     /// synchronizing (it must finish emulating the guest's flush first).
-    func mmuTryToUnsyncPages(_ gfn: UInt64, synchronizing: Bool) -> Bool {
+    func mmuTryToUnsyncPages(_ gfn: UInt64, synchronizing: Bool, trace: MMUTrace?) -> Bool {
         if writeTrack[gfn] != nil { return false }
         for page in shadowedPages(of: gfn) {
             if synchronizing { return false }
             if page.unsync { continue }
             precondition(page.role.level == 1, "only leaf tables go unsync")
             statistics.unsyncs += 1
-            events?.append(.unsynced(gfn: gfn))
+            trace?.record(.unsynced(gfn: gfn))
             page.unsync = true
             for parent in page.parentSPTEs { markUnsync(parent) }
         }
@@ -22,7 +22,7 @@ extension ShadowMMU {
     /// Brings every unsync page under `parent` back in sync (`mmu_sync_children`):
     /// write-protect them first so the guest cannot write while they are read,
     /// then resynchronize each spte from the guest's current entries.
-    func syncChildren(_ context: Context, _ parent: ShadowPage) {
+    func syncChildren(_ context: Context, _ parent: ShadowPage, trace: MMUTrace?) {
         var leaves: [ShadowPage] = []
         gatherUnsync(parent, into: &leaves)
         if parent.unsync, !leaves.contains(where: { $0 === parent }) { leaves.append(parent) }
@@ -33,7 +33,7 @@ extension ShadowMMU {
         for leaf in leaves where leaf.unsync && pageByFrame[leaf.frame] === leaf {
             leaf.unsync = false
             statistics.syncs += 1
-            if !syncPage(context, leaf) { zapPage(leaf) }
+            if !syncPage(context, leaf, trace: trace) { zapPage(leaf) }
         }
         pruneUnsyncBits(parent)
     }
@@ -74,11 +74,11 @@ extension ShadowMMU {
 
     /// Resynchronizes every spte of a leaf page (`kvm_sync_page`); false if the
     /// page cannot be synced and must be zapped.
-    func syncPage(_ context: Context, _ page: ShadowPage) -> Bool {
+    func syncPage(_ context: Context, _ page: ShadowPage, trace: MMUTrace?) -> Bool {
         guard !page.role.direct, page.role.level == 1 else { return false }
         var flush = false
         for index in 0..<512 where host.entry(page.spteAddress(index)) != 0 {
-            if syncSPTE(context, page, index) { flush = true }
+            if syncSPTE(context, page, index, trace: trace) { flush = true }
         }
         if flush { flushRemoteTLBs() }
         return true
@@ -93,7 +93,7 @@ extension ShadowMMU {
 
     /// Resynchronizes one spte of a leaf page from the guest entry it shadows
     /// (`FNAME(sync_spte)`). Returns whether a TLB flush is due.
-    func syncSPTE(_ context: Context, _ page: ShadowPage, _ index: Int) -> Bool {
+    func syncSPTE(_ context: Context, _ page: ShadowPage, _ index: Int, trace: MMUTrace?) -> Bool {
         let sptep = page.spteAddress(index)
         let spte = SPTE(rawValue: host.entry(sptep))
         guard spte.rawValue != 0 else { return false }
@@ -118,7 +118,7 @@ extension ShadowMMU {
         if !leaf.dirty { access.remove(.write) }
         let (new, _) = makeSPTE(
             gfn: gfn, frame: slot.hostFrame(of: gfn), access: access, protectionKey: leaf.protectionKey,
-            oldWritable: spte.isWritable, synchronizing: true)
+            oldWritable: spte.isWritable, synchronizing: true, trace: trace)
         let hardwareBits = SPTE.accessed | SPTE.dirty
         guard new.rawValue & ~hardwareBits != spte.rawValue & ~hardwareBits else { return false }
         host.setEntry(sptep, new.rawValue)
@@ -130,13 +130,19 @@ extension ShadowMMU {
     /// bits (or, for EPT, a misconfiguration).
     func guestLeaf(_ context: Context, _ gpte: UInt64, fourByte: Bool) -> (gfn: UInt64, access: AccessRights, dirty: Bool, protectionKey: Int)? {
         if case .ept(let eptp, let bits) = context.nested {
+            // The walker's rules for a 4 KiB EPT leaf (EPTWalker.translate): present,
+            // not write-without-read, not execute-only, a valid memory type, no
+            // reserved bit — and, with A/D flags on, accessed.
+            let entry = EPTEntry(rawValue: gpte)
             let accessedDirty = eptp.accessedDirtyEnabled
-            guard gpte & 7 != 0, gpte & 3 != 2, gpte & 7 != 4, ![2, 3, 7].contains(gpte >> 3 & 7),
+            let writeWithoutRead = entry.contains(.write) && !entry.contains(.read)
+            let executeOnly = gpte & 7 == EPTEntry.execute.rawValue
+            guard entry.isPresent, !writeWithoutRead, !executeOnly, entry.memoryType != nil,
                   gpte & EPTWalker.reservedBits(level: 1, large: false, maxPhysicalAddressBits: bits) == 0,
-                  !accessedDirty || gpte & EPTEntry.accessed.rawValue != 0
+                  !accessedDirty || entry.contains(.accessed)
             else { return nil }
-            let dirty = !accessedDirty || gpte & EPTEntry.dirty.rawValue != 0
-            return ((gpte & bitRange(bits - 1, 12)) >> 12, AccessRights(eptEntry: gpte), dirty, 0)
+            let dirty = !accessedDirty || entry.contains(.dirty)
+            return (entry.frameAddress(maxPhysicalAddressBits: bits) >> 12, AccessRights(eptEntry: gpte), dirty, 0)
         }
         let registers = context.registers
         var reserved: UInt64 = 0
@@ -163,8 +169,8 @@ extension ShadowMMU {
         for root in [context.root].compactMap({ $0 }) + context.cachedRoots where !root.role.direct {
             var page = root
             while true {
-                let index = Int(linear >> UInt64(12 + 9 * (page.role.level - 1)) & 511)
-                if page.unsync, syncSPTE(context, page, index) { flushRemoteTLBs() }
+                let index = page.index(of: linear)
+                if page.unsync, syncSPTE(context, page, index, trace: nil) { flushRemoteTLBs() }
                 guard page.unsyncChildren > 0, page.role.level > 1 else { break }
                 let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
                 guard spte.isShadowPresent, let next = child(of: spte) else { break }

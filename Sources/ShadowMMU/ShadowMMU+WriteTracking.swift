@@ -9,7 +9,7 @@ extension ShadowMMU {
     /// writes it — possibly after the leaf tables there went unsync.
     public func guestStore(_ gpa: UInt64, width: Int, _ value: UInt64) -> Bool {
         let gfn = gpa >> 12
-        if writeTrack[gfn] == nil, mmuTryToUnsyncPages(gfn, synchronizing: false) { return false }
+        if writeTrack[gfn] == nil, mmuTryToUnsyncPages(gfn, synchronizing: false, trace: nil) { return false }
         statistics.trappedStores += 1
         memory.store(gpa, width: width, value)
         trackWrite(gpa, width: width)

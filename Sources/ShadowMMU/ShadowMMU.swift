@@ -40,7 +40,6 @@ public enum MMUMode: Hashable, Sendable {
 public final class ShadowMMU {
     public let host: HostMemory
     public let memory: GuestMemory
-    public let hostPaging: HostPaging
     public let mode: MMUMode
     /// The format of every table this MMU builds.
     public let spteFormat: SPTEFormat
@@ -74,8 +73,6 @@ public final class ShadowMMU {
 
     /// The page hash: (gfn, role) → page, valid pages only.
     @exclusivity(unchecked) var hash: [PageKey: ShadowPage] = [:]
-    /// When set, exits append what the hypervisor did (for explanations).
-    public var events: [MMUEvent]?
 
     /// Hashed pages by gfn (KVM walks the hash bucket of the gfn).
     @exclusivity(unchecked) var pagesByGFN: [UInt64: [ShadowPage]] = [:]
@@ -100,11 +97,10 @@ public final class ShadowMMU {
     var nextSerial = 0
 
     public init(
-        host: HostMemory, memory: GuestMemory, hostPaging: HostPaging, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow
+        host: HostMemory, memory: GuestMemory, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow
     ) {
         self.host = host
         self.memory = memory
-        self.hostPaging = hostPaging
         self.mode = mode
         if case .tdp(let format, _) = mode { spteFormat = format } else { spteFormat = .x86 }
         contexts = (0..<vcpuCount).map { Context(vcpu: $0, registers: ControlRegisters(model: guestModel), mode: mode) }
@@ -143,14 +139,6 @@ public final class ShadowMMU {
             tdp || nested != nil ? address : registers.linearAddress(address)
         }
 
-        /// The series' fault-time check of a local level-3 entry against the
-        /// nPDPTE just read applies here: shadow NPT for a PAE L1 only (for an
-        /// ordinary PAE guest the latched PDPTE registers win).
-        var checksNestedPDPTEs: Bool {
-            if case .npt = nested { return cpuRole.level == 3 }
-            return false
-        }
-
         init(vcpu: Int, registers: ControlRegisters, mode: MMUMode) {
             self.vcpu = vcpu
             self.registers = registers
@@ -159,18 +147,6 @@ public final class ShadowMMU {
             case .shadow: rootRole = PageRole.shadowRoot(for: cpuRole)
             case .tdp(_, let levels): rootRole = PageRole.tdpRoot(levels: levels)
             }
-        }
-
-        /// Whether roots of this context start with local pages
-        /// (`using_local_root_page`, the series' cheap form): a direct root of
-        /// three levels, or an indirect root over a guest with at most three.
-        public var usingLocalRootPage: Bool {
-            rootRole.direct ? rootRole.level == 3 : cpuRole.level <= 3
-        }
-
-        /// The series' first form of the same predicate; a test proves the two agree.
-        public var usingLocalRootPageLongForm: Bool {
-            rootRole.level == 3 || (!rootRole.direct && cpuRole.level <= 3)
         }
 
         /// The cached roots, most recent first.
@@ -225,11 +201,12 @@ extension ShadowMMU {
 
     /// The shadow page for (`gfn`, `role`) (`kvm_mmu_get_shadow_page`): a fresh
     /// local page when the context uses local root pages and the level is 3 or
-    /// more, else the valid page in the hash, else a new hashed page.
-    func shadowPage(_ context: Context, gfn: UInt64, role: PageRole) -> ShadowPage {
+    /// more (the series' hook, ShadowMMU+LocalRoots), else the valid page in
+    /// the hash, else a new hashed page.
+    func shadowPage(_ context: Context, gfn: UInt64, role: PageRole, trace: MMUTrace?) -> ShadowPage {
         if role.level >= 3, context.usingLocalRootPage {
-            events?.append(.pageCreated(level: role.level, gfn: 0, role: role, local: true))
-            return allocateLocalPage(context, role: role)
+            trace?.record(.pageCreated(level: role.level, gfn: 0, role: role, local: true))
+            return allocateLocalShadowPage(context, role: role)
         }
         for page in pagesByGFN[gfn] ?? [] where !isObsolete(page) {
             if page.role != role {
@@ -239,18 +216,18 @@ extension ShadowMMU {
                 continue
             }
             if page.role.direct {
-                events?.append(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
+                trace?.record(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
                 return page
             }
-            if page.unsync, !syncPage(context, page) {
+            if page.unsync, !syncPage(context, page, trace: trace) {
                 zapPage(page)
                 break
             }
             page.writeFloodingCount = 0
-            events?.append(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
+            trace?.record(.pageFound(level: role.level, gfn: gfn, role: role, local: false))
             return page
         }
-        events?.append(.pageCreated(level: role.level, gfn: gfn, role: role, local: false))
+        trace?.record(.pageCreated(level: role.level, gfn: gfn, role: role, local: false))
         return allocateHashedPage(gfn: gfn, role: role)
     }
 
@@ -263,25 +240,6 @@ extension ShadowMMU {
         pageByFrame[page.frame] = page
         usedPages += 1
         if page.hasGuestPTEs { accountShadowed(page) }
-        return page
-    }
-
-    /// A page local to `context`'s vCPU: gfn 0, not in the hash, not counted.
-    /// A level-3 page of a 3-level root is a real PAE PDPT and uses the
-    /// context's PAE root frame, whose four entries are cleared for each new root.
-    func allocateLocalPage(_ context: Context, role: PageRole) -> ShadowPage {
-        let frame: UInt64
-        if role.level == 3, context.rootRole.level == 3 {
-            if context.paeRootFrame == nil { context.paeRootFrame = host.allocateTableFrame() }
-            frame = context.paeRootFrame!
-            for index in 0..<4 { host.setEntry(frame << 12 + UInt64(index) * 8, 0) }
-        } else {
-            frame = host.allocateTableFrame()
-        }
-        statistics.localPagesCreated += 1
-        let page = ShadowPage(gfn: 0, role: role, frame: frame, generation: generation, owner: context.vcpu, serial: nextSerial)
-        nextSerial += 1
-        pageByFrame[frame] = page
         return page
     }
 
@@ -320,11 +278,10 @@ extension ShadowMMU {
     }
 
     /// Points `parent`'s entry `index` at `child` (`link_shadow_page`).
-    func link(_ parent: ShadowPage, _ index: Int, to child: ShadowPage, context: Context) {
+    func link(_ parent: ShadowPage, _ index: Int, to child: ShadowPage, context: Context, trace: MMUTrace?) {
         let sptep = parent.spteAddress(index)
-        let paeRoot = parent.isLocal && parent.role.level == 3 && context.rootRole.level == 3
-        let spte = paeRoot ? SPTE.paeRootEntry(child: child.frame) : SPTE.nonLeaf(child: child.frame, format: spteFormat)
-        events?.append(.spteWritten(level: parent.role.level, index: index, address: sptep, old: host.entry(sptep), new: spte.rawValue))
+        let spte = makeLinkSPTE(parent, to: child, context)
+        trace?.record(.spteWritten(level: parent.role.level, index: index, address: sptep, old: host.entry(sptep), new: spte.rawValue))
         host.setEntry(sptep, spte.rawValue)
         child.parentSPTEs.append(sptep)
         if child.unsync || child.unsyncChildren > 0 { markUnsync(sptep) }

@@ -49,6 +49,11 @@ public final class ShadowPage {
     /// Shadows a guest table (KVM's `sp_has_gptes`).
     public var hasGuestPTEs: Bool { !role.direct && !role.passthrough && !isLocal }
 
+    /// The entry of this table that `address` selects (KVM's `SPTE_INDEX`):
+    /// the nine address bits above the 12 + 9 × (level − 1) the levels below
+    /// translate.
+    func index(of address: UInt64) -> Int { Int(address >> UInt64(12 + 9 * (role.level - 1)) & 511) }
+
     /// Host address of spte `index`.
     @inlinable
     public func spteAddress(_ index: Int) -> UInt64 { frame << 12 + UInt64(index) * 8 }

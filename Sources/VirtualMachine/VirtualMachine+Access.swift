@@ -109,13 +109,12 @@ extension VirtualMachine {
                 }
                 return complete(access, gpa: gpa, hpa: hpa, width: width, value: value)
             case .fault(let code):
-                if events != nil { mmu.events = [] }
-                let outcome = mmu.pageFault(vcpu: index, address: address, access: access, hardwareErrorCode: code)
-                events?.append(.exit(errorCode: code, outcome: outcome, steps: mmu.events ?? []))
-                mmu.events = nil
+                let trace = events != nil ? MMUTrace() : nil
+                let outcome = mmu.pageFault(vcpu: index, address: address, access: access, hardwareErrorCode: code, trace: trace)
+                events?.append(.exit(errorCode: code, outcome: outcome, steps: trace?.events ?? []))
                 // A PAE root's entries are loaded into PDPTE registers at entry, and
                 // the fault may have filled one; other roots are read on every walk.
-                if mmu.contexts[index].root?.role.level ?? 3 == 3 { vcpu.requestReentry() }
+                if mmu.rootIsLatchedAtEntry(vcpu: index) { vcpu.requestReentry() }
                 switch outcome {
                 case .fixed, .spurious:
                     continue
@@ -193,10 +192,9 @@ extension VirtualMachine {
                 return finishTwoDimensional(access, hpa: hpa, width: width, value: value)
             case .nestedFault(let fault) where nestedSpace:
                 let faulting = fault.faultingAccess ?? NestedAccess(access.kind)
-                if events != nil { mmu.events = [] }
-                let outcome = mmu.nestedPageFault(vcpu: vcpu.index, address: fault.guestPhysicalAddress, access: faulting)
-                events?.append(.nestedExit(fault, outcome: outcome, steps: mmu.events ?? []))
-                mmu.events = nil
+                let trace = events != nil ? MMUTrace() : nil
+                let outcome = mmu.nestedPageFault(vcpu: vcpu.index, address: fault.guestPhysicalAddress, access: faulting, trace: trace)
+                events?.append(.nestedExit(fault, outcome: outcome, steps: trace?.events ?? []))
                 vcpu.requestReentry()
                 switch outcome {
                 case .fixed, .spurious:

@@ -14,6 +14,10 @@ public final class VirtualMachine {
     public let vcpus: [VCPU]
     /// The hardware the hypervisor runs on (its paging registers at VM entry).
     public let hostModel = CPUModel(maxPhysicalAddressBits: HostMemory.maxPhysicalAddressBits)
+    /// The host's paging: on a 32-bit PAE host every root has three levels,
+    /// which the MMU's roles already say (`mmu tdp` is then given 3 levels,
+    /// and only guests with at most three run), so nothing here depends on it.
+    public let hostPaging: HostPaging
     // Driven by one thread at a time: no dynamic exclusivity checks on the hot path.
     @exclusivity(unchecked) public internal(set) var counters = Counters()
     /// Things that must never happen (a guest reaching memory it does not own,
@@ -55,7 +59,8 @@ public final class VirtualMachine {
         host = HostMemory()
         memory = GuestMemory(host: host, size: memorySize)
         let guestModel = Self.guestModel(maxPhysicalAddressBits: maxPhysicalAddressBits, mode: mode)
-        mmu = ShadowMMU(host: host, memory: memory, hostPaging: hostPaging, vcpuCount: vcpuCount, guestModel: guestModel, mode: mode)
+        self.hostPaging = hostPaging
+        mmu = ShadowMMU(host: host, memory: memory, vcpuCount: vcpuCount, guestModel: guestModel, mode: mode)
         vcpus = (0..<vcpuCount).map { VCPU(index: $0, model: guestModel) }
         mmu.remoteFlush = { [unowned self] in
             for vcpu in vcpus {
