@@ -96,43 +96,27 @@ public struct ConformanceRunner {
                 break
             }
         }
-        // A guest store needs a running vCPU (the runner's direct map); before
-        // one runs it is a host write, which KVM's dirty log does not see.
-        var logging = false, anyStarted = false
-        do {
-            let model = CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits)
-            var registers = Array(repeating: ControlRegisters(model: model), count: scenario.machine.vcpuCount)
-            var vcpu = 0
-            let memory = SparseMemory(size: scenario.machine.memorySize)
-            for command in scenario.commands {
-                switch command.action {
-                case .selectVCPU(let index): vcpu = index
-                case .poke(let address, let value, let width):
-                    if address < memory.size { memory.store(address, width: width, value) }
-                case .writeRegister(let name, let value):
-                    _ = registers[vcpu].write(name.controlRegister, value, memory: memory)
-                    anyStarted = anyStarted || registers[vcpu].mode == .level4
-                case .hostDirtyLog(.start): logging = true
-                case .hostDirtyLog(.stop): logging = false
-                case .store where logging && !anyStarted:
-                    return "line \(command.line): a guest store while dirty logging is on and before any vCPU is in 4-level paging (the runner's guest stores need a running vCPU)"
-                default: break
-                }
-            }
-        }
-        // Every access must come while its vCPU is in 4-level paging: the
-        // runner enters long mode directly and the host runs 64-bit guests only.
+        // One pass over the registers as the architecture takes them:
+        // - every access must come while its vCPU is in 4-level paging (the
+        //   runner enters long mode directly; the host runs 64-bit guests only);
+        // - a guest store needs a running vCPU (the runner's direct map):
+        //   before one runs it is a host write, which KVM's dirty log misses.
         let model = CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits)
         var registers = Array(repeating: ControlRegisters(model: model), count: scenario.machine.vcpuCount)
-        var vcpu = 0
+        var vcpu = 0, logging = false, anyStarted = false
         let memory = SparseMemory(size: scenario.machine.memorySize)
         for command in scenario.commands {
             switch command.action {
             case .selectVCPU(let index): vcpu = index
+            case .store where logging && !anyStarted:
+                return "line \(command.line): a guest store while dirty logging is on and before any vCPU is in 4-level paging (the runner's guest stores need a running vCPU)"
             case .poke(let address, let value, let width), .store(let address, let value, let width):
                 if address < memory.size { memory.store(address, width: width, value) }
             case .writeRegister(let name, let value):
                 _ = registers[vcpu].write(name.controlRegister, value, memory: memory)
+                anyStarted = anyStarted || registers[vcpu].mode == .level4
+            case .hostDirtyLog(.start): logging = true
+            case .hostDirtyLog(.stop): logging = false
             case .access, .invlpg, .flush:
                 if registers[vcpu].mode != .level4 {
                     let mode = registers[vcpu].mode

@@ -184,6 +184,17 @@ struct Fuzz: ParsableCommand {
         guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive, e.g. --count 100 --length 200") }
     }
 
+    /// Writes a failing guest to the --save-failures folder, whole and
+    /// minimized to the fewest lines for which `stillFails` holds.
+    func saveFailure(_ text: String, name: String, stillFails: (String) -> Bool) throws {
+        let minimized = ScenarioMinimizer.minimize(text, stillFails: stillFails)
+        let path = saveFailures + "/" + name
+        let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
+        try ScenarioFile.save(text, to: path)
+        try ScenarioFile.save(minimized + "\n", to: minimizedPath)
+        OutputStream.standardOutput.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
+    }
+
     func run() throws {
         if kvm { return try runOnKVM() }
         let stdout = OutputStream.standardOutput
@@ -213,16 +224,11 @@ struct Fuzz: ParsableCommand {
                     for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
                 }
                 // Shrink to the fewest lines that still fail (a deviation does not count, unless --strict).
-                let minimized = ScenarioMinimizer.minimize(text) { candidate in
+                try saveFailure(text, name: name) { candidate in
                     guard let scenario = try? ScenarioParser.parse(candidate, fileName: name),
                           let reports = try? DifferentialChecker.check(scenario, fixes: fix.fixes) else { return false }
                     return reports.contains { $0.isFailure(strict: strict.strict) }
                 }
-                let path = saveFailures + "/" + name
-                let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
-                try ScenarioFile.save(text, to: path)
-                try ScenarioFile.save(minimized + "\n", to: minimizedPath)
-                stdout.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
             }
             progress.clear()
             if !output.quiet || tally.passes < count { stdout.writeLine("\(mode): \(Self.summary(tally))") }

@@ -53,16 +53,11 @@ extension Fuzz {
                 for line in result.lines where line.lineClass.isFailure {
                     stdout.writeLine("      line \(line.line): \(line.lineClass)  \(line.command)  architecture: \(line.architecture); model: \(line.model); kvm: \(line.kvm)")
                 }
-                let minimized = ScenarioMinimizer.minimize(text) { candidate in
+                try saveFailure(text, name: name) { candidate in
                     guard let scenario = try? ScenarioParser.parse(candidate, fileName: name),
                           let result = try? runner.run(scenario) else { return false }
                     return result.failed
                 }
-                let path = saveFailures + "/" + name
-                let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
-                try ScenarioFile.save(text, to: path)
-                try ScenarioFile.save(minimized + "\n", to: minimizedPath)
-                stdout.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
             }
         }
         progress.clear()
