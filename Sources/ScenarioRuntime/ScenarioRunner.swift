@@ -27,11 +27,16 @@ public final class ScenarioRunner {
 
     /// `regressions`: known bugs to switch back on in the hypervisor's MMU;
     /// `fixes`: KVM's departures from the architecture to make architectural.
-    public init(_ scenario: Scenario, regressions: Set<Regression> = [], fixes: Set<Deviation> = []) throws(ScenarioError) {
+    /// `emulatedSupervisor`: model a host whose KVM emulates the guest's
+    /// CPL-0 code (PVM; `VirtualMachine.emulatesSupervisorAccesses`).
+    public init(
+        _ scenario: Scenario, regressions: Set<Regression> = [], fixes: Set<Deviation> = [], emulatedSupervisor: Bool = false
+    ) throws(ScenarioError) {
         self.scenario = scenario
         self.machine = try Self.makeMachine(for: scenario)
         (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
         (machine as? HypervisorMachine)?.vm.mmu.fixes = fixes
+        (machine as? HypervisorMachine)?.vm.emulatesSupervisorAccesses = emulatedSupervisor
     }
 
     package static func makeMachine(for scenario: Scenario) throws(ScenarioError) -> any GuestMachine {

@@ -53,6 +53,9 @@ extension VirtualMachine {
     /// is delivered to the guest. A write without `value` stores the bytes
     /// already there.
     public func access(vcpu index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64? = nil) -> GuestAccessResult {
+        if emulatesSupervisorAccesses, access.mode != .user, !mmu.mode.isTDP, vcpus[index].l1Paging == nil {
+            return emulateSupervisorAccess(index, address, access, width: width, value: value)
+        }
         if let result = tlbHit(index, address, access, width: width, value: value) { return result }
         var events: [HardwareEvent]? = nil
         return perform(index, address, access, width: width, value: value, events: &events)
@@ -349,6 +352,34 @@ extension VirtualMachine {
     /// The hypervisor performs the access (KVM's instruction emulation): MMIO
     /// reads return all ones and writes vanish; a write to a write-protected
     /// guest page table is made in guest memory and its shadows updated.
+    /// A CPL-0 access of a host flavour that emulates a guest's supervisor
+    /// code (``emulatesSupervisorAccesses``): KVM's software walk of the
+    /// guest's tables with the guest's registers (accessed/dirty flags set in
+    /// guest memory, as the walker of the fault path sets them), then the
+    /// data access as the emulator does it. No spte is built or used, and no
+    /// TLB entry.
+    func emulateSupervisorAccess(_ index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64?) -> GuestAccessResult {
+        counters.accesses += 1
+        let guest = vcpus[index].registers
+        guard guest.mode.isCanonical(address) else {
+            counters.guestGeneralProtectionFaults += 1
+            return .generalProtection
+        }
+        counters.emulatedSupervisorAccesses += 1
+        var trace = WalkTrace()
+        switch Walker.walk(address, access, registers: guest, memory: memory, tracer: &trace) {
+        case .translated(let translation):
+            let gpa = translation.physicalAddress
+            return emulate(access, gpa: gpa, mmio: !memory.contains(gpa, width: width), width: width, value: value)
+        case .pageFault(let code):
+            counters.guestPageFaults += 1
+            return .pageFault(code)
+        case .generalProtection:
+            counters.guestGeneralProtectionFaults += 1
+            return .generalProtection
+        }
+    }
+
     func emulate(_ access: MemoryAccess, gpa: UInt64, mmio: Bool, width: Int, value: UInt64?) -> GuestAccessResult {
         switch access.kind {
         case .read:

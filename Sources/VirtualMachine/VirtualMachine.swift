@@ -11,6 +11,12 @@ public final class VirtualMachine {
     public let host: HostMemory
     public let memory: GuestMemory
     public let mmu: ShadowMMU
+    /// The host flavour of KVM with the PVM vendor module: CPL-0 code of a
+    /// guest that is not PVM-aware is emulated instruction by instruction, so
+    /// its accesses go through KVM's software walk of the guest's tables and
+    /// never build or use sptes. Off by default (VT-x/AMD-V: the hardware
+    /// walks the sptes at every CPL); `conform` turns it on to model a PVM host.
+    public var emulatesSupervisorAccesses = false
     public let vcpus: [VCPU]
     /// The hardware the hypervisor runs on (its paging registers at VM entry).
     public let hostModel = CPUModel(maxPhysicalAddressBits: HostMemory.maxPhysicalAddressBits)
@@ -39,6 +45,8 @@ public final class VirtualMachine {
         /// accesses L0 emulated in software.
         public var nestedFaultsToL1 = 0
         public var nestedEmulations = 0
+        /// CPL-0 accesses emulated by the host flavour (``VirtualMachine/emulatesSupervisorAccesses``).
+        public var emulatedSupervisorAccesses = 0
     }
 
     /// Raised for a machine that cannot exist.

@@ -96,6 +96,7 @@ struct ConformanceTests {
             ("pvm-smap-on-mmio-fetch.scenario", .hostFlavour(.pvmSMAPOnMMIOFetch)),
             ("witness-dirty-log-across-zap.scenario", .agree),
             ("witness-noncanonical-fetch.scenario", .agree),
+            ("pvm-cpl0-builds-no-sptes.scenario", .agree),
           ])
     func namedScenarios(_ name: String, _ expected: LineClass) throws {
         let host = try kvmHost.get()
