@@ -200,16 +200,18 @@ struct Fuzz: ParsableCommand {
         let stdout = OutputStream.standardOutput
         let progress = output.progressLine()
         let families = GuestFamily.all.filter { mode == nil || $0.description == mode }
-        var total = VerdictTally()
-        for mode in families {
-            var tally = VerdictTally()
-            for seed in seed..<(seed + count) {
+        // Round robin over the families, seed by seed, so that the first guests
+        // already cover every paging mode (a deviation that needs long mode or
+        // PAE is met early); each family's summary follows at the end.
+        var tallies = Array(repeating: VerdictTally(), count: families.count)
+        for seed in seed..<(seed + count) {
+            for (index, mode) in families.enumerated() {
                 progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count))
                 let text = mode.generate(seed: seed, length: length)
                 let name = "fuzz-\(mode)-\(seed).scenario"
                 if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
                 let reports = try DifferentialChecker.check(try ScenarioParser.parse(text, fileName: name), fixes: fix.fixes)
-                tally.add(reports.map(\.verdict), at: name)
+                tallies[index].add(reports.map(\.verdict), at: name)
                 let failed = reports.filter { $0.isFailure(strict: strict.strict) }
                 if failed.isEmpty {
                     if output.verbose {
@@ -219,6 +221,7 @@ struct Fuzz: ParsableCommand {
                     }
                     continue
                 }
+                progress.clear()
                 for report in failed {
                     stdout.writeLine("\(report.verdict) \(name) under \(report.configuration)")
                     for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
@@ -230,11 +233,14 @@ struct Fuzz: ParsableCommand {
                     return reports.contains { $0.isFailure(strict: strict.strict) }
                 }
             }
-            progress.clear()
+        }
+        progress.clear()
+        var total = VerdictTally()
+        for (mode, tally) in zip(families, tallies) {
             if !output.quiet || tally.passes < count { stdout.writeLine("\(mode): \(Self.summary(tally))") }
-            stdout.flush()
             total.merge(tally)
         }
+        stdout.flush()
         if families.count > 1, !output.quiet || total.passes < total.total {
             stdout.writeLine("every mode: \(Self.summary(total))")
         }
