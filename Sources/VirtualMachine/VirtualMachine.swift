@@ -221,6 +221,14 @@ public final class VirtualMachine {
     /// A guest store through a mapping not under test.
     public func store(_ gpa: UInt64, width: Int, _ value: UInt64) {
         counters.stores += 1
+        if emulatesSupervisorAccesses {
+            // The guest kernel's store is emulated: the write lands and the MMU
+            // hears of it (kvm_page_track_write); an emulated write never
+            // unsyncs a shadowed table, unlike a store through a writable spte.
+            memory.store(gpa, width: width, value)
+            mmu.trackWrite(gpa, width: width)
+            return
+        }
         if !mmu.guestStore(gpa, width: width, value) { memory.store(gpa, width: width, value) }
     }
 
