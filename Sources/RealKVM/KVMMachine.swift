@@ -310,7 +310,7 @@ public final class KVMMachine {
 
     // MARK: The runner's top-level entry
 
-    /// What ``installRunnerEntry(cr3:)`` would find at slot 511 of the table
+    /// What `installRunnerEntry(cr3:)` would find at slot 511 of the table
     /// `cr3` names: the address of the slot, and its value.
     public func runnerSlot(forTopLevelTableAt cr3: UInt64) -> (gpa: UInt64, value: UInt64)? {
         let table = cr3 & addressMask

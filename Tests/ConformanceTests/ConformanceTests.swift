@@ -109,3 +109,43 @@ struct ConformanceTests {
         }
     }
 }
+
+// The quick starts of the RealKVM and Conformance catalogues, compiled, and
+// run when /dev/kvm can be used.
+@Suite struct ConformanceQuickStarts {
+    @Test(.enabled(if: kvmUsable, "needs /dev/kvm")) func realKVMQuickStart() throws {
+        let host = try KVMHost.probe().get()
+        let vm = try KVMMachine(memorySize: 16 << 20, maxPhysicalAddressBits: 48, host: host)
+        vm.write(0x1000, 0x2007)        // PML4E[0] -> PDPT 0x2000
+        vm.write(0x2000, 0x3007)
+        vm.write(0x3000, 0x4007)
+        vm.write(0x4008, 0x100007)      // linear 0x1000 -> 0x100000
+        vm.write(0x100000, 0x1234)
+        try vm.start(vcpu: 0, cr0: 0x8001_0011, cr3: 0x1000, cr4: 0x20, efer: 0x900)
+        let outcome = try vm.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: true, value: nil)
+
+        #expect(outcome == .ok(value: 0x1234))
+    }
+
+    @Test(.enabled(if: kvmUsable, "needs /dev/kvm")) func conformanceQuickStart() throws {
+        let kvm = try KVMHost.probe().get()
+        let guest = try ScenarioParser.parse("""
+            machine memory=16M
+            poke 0x1000 0x2007
+            poke 0x2000 0x3007
+            poke 0x3000 0x4007
+            poke 0x4008 0x100007
+            cr4 0x20
+            cr3 0x1000
+            efer 0x900
+            cr0 0x80010011
+            read 0x1000 user
+            """, fileName: "conform.scenario")
+        let conformance = try ConformanceRunner(host: kvm).run(guest)
+
+        let reads = conformance.lines.filter { $0.command.hasPrefix("read") }
+        #expect(reads.count == 1)
+        #expect(reads.first?.lineClass == .agree)
+        #expect(!conformance.failed)
+    }
+}
