@@ -615,7 +615,8 @@ public final class KVMMachine {
     ///   (`0x8000_0000_0000_0000`). The fetch is the access; `width` is
     ///   ignored. The outcome is `.pageFault` when a #PF arrives with the
     ///   frame's RIP = CR2 = `gva` (the fetch failed), `.generalProtection`
-    ///   when the IRETQ itself takes #GP (a non-canonical `gva`), and
+    ///   for a #GP at the IRETQ or, for a non-canonical `gva`, at `gva` (KVM
+    ///   under PVM loads the non-canonical RIP and faults there), and
     ///   `.ok(value: 0)` for anything else: the trap after one instruction, a
     ///   fault of that instruction (mostly #GP/#SS from its non-canonical
     ///   registers), HLT, or an instruction KVM cannot emulate at CPL 0. The
