@@ -29,7 +29,11 @@ public struct KVMHost: Sendable, CustomStringConvertible {
 
     /// Guest MAXPHYADDR KVM supports (KVM_GET_SUPPORTED_CPUID 0x80000008 EAX[7:0]).
     public var physicalAddressBits: Int
-    /// Whether a guest can have CR4.LA57 (5-level paging). Probed with KVM_SET_SREGS.
+    // Each `supports…` below: KVM_SET_SREGS accepts the bit for a long-mode
+    // vCPU of a scratch VM, and the CPU has the feature (KVM's supported CPUID
+    // or the host's /proc/cpuinfo).
+
+    /// Whether a guest can have CR4.LA57 (5-level paging).
     public var supportsLA57: Bool
     /// Whether a guest can have CR4.PKE. Probed with KVM_SET_SREGS.
     public var supportsPKU: Bool
@@ -127,19 +131,42 @@ public struct KVMHost: Sendable, CustomStringConvertible {
         }
         let base = accepts(cr4: 0)
         guard base else { throw KVMError("KVM_SET_SREGS rejects a plain long-mode vCPU (CR0 0x80000011, CR4 0x20, EFER 0x500)") }
-        let pcid = accepts(cr4: 1 << 17)
+        // PVM's KVM_SET_SREGS accepts some CR4 bits the CPU lacks (it took
+        // CR4.PKE on a host without PKU), so a feature also needs the CPU:
+        // KVM's supported CPUID or the host's /proc/cpuinfo flags.
+        let cpu = hostCPUFlags()
+        let leaf1 = cpuid.first(where: { $0.function == 1 })
+        let ext1 = cpuid.first(where: { $0.function == 0x8000_0001 })
+        func has(_ flag: String, _ word: UInt32?, _ bit: Int) -> Bool {
+            cpu.contains(flag) || (word ?? 0) & (1 << UInt32(bit)) != 0
+        }
+        let pcid = accepts(cr4: 1 << 17) && has("pcid", leaf1?.ecx, 17)
         return KVMHost(
             physicalAddressBits: bits,
-            supportsLA57: accepts(cr4: 1 << 12),
-            supportsPKU: accepts(cr4: 1 << 22),
-            supportsSMEP: accepts(cr4: 1 << 20),
-            supportsSMAP: accepts(cr4: 1 << 21),
-            supportsNX: accepts(cr4: 0, efer: 0xD00),
+            supportsLA57: accepts(cr4: 1 << 12) && has("la57", leaf7?.ecx, 16),
+            supportsPKU: accepts(cr4: 1 << 22) && has("pku", leaf7?.ecx, 3),
+            supportsSMEP: accepts(cr4: 1 << 20) && has("smep", leaf7?.ebx, 7),
+            supportsSMAP: accepts(cr4: 1 << 21) && has("smap", leaf7?.ebx, 20),
+            supportsNX: accepts(cr4: 0, efer: 0xD00) && has("nx", ext1?.edx, 20),
             supportsPCID: pcid,
             supportsINVPCID: pcid && invpcidBit,
             flavour: flavour,
             tdpEnabled: tdp,
             apiVersion: api)
+    }
+
+    /// The `flags` of the first processor in /proc/cpuinfo (empty if unreadable).
+    static func hostCPUFlags() -> Set<String> {
+        guard let f = fopen("/proc/cpuinfo", "r") else { return [] }
+        defer { fclose(f) }
+        var line = [CChar](repeating: 0, count: 8192)
+        while fgets(&line, 8192, f) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("flags") {
+                return Set(text.split(separator: ":").dropFirst().joined().split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+            }
+        }
+        return []
     }
 
     static func readBoolParameter(_ path: String) -> Bool? {

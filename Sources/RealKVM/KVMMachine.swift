@@ -69,6 +69,7 @@ public final class KVMMachine {
     private let runnerMemory: UnsafeMutableRawPointer
     private var vcpus: [VCPU] = []
     private var dirtyLogging = false
+    private let watchdog = Watchdog()
     private let addressMask: UInt64
 
     final class VCPU {
@@ -265,6 +266,12 @@ public final class KVMMachine {
     /// `value`, little-endian, at `gpa`. Not a guest access: KVM's MMU does not
     /// see it (no write tracking, no dirty log). Bytes outside `[0, memorySize)`
     /// are dropped.
+    ///
+    /// Measured: once KVM has shadowed a guest page table (a CPL-3 access
+    /// walked it), a host write to it is never noticed — not by INVLPG, not
+    /// by a flush, not by MOV CR3 of the same value — because KVM relies on
+    /// write-protecting the frame against guest writes. Use ``store(vcpu:gpa:value:width:)``
+    /// for a guest write to a page table.
     public func write(_ gpa: UInt64, _ value: UInt64, width: Int = 8) {
         for i in 0..<UInt64(width) where gpa &+ i < memorySize {
             guestMemory.storeBytes(of: UInt8(truncatingIfNeeded: value >> (8 * i)), toByteOffset: Int(gpa + i), as: UInt8.self)
@@ -387,7 +394,7 @@ public final class KVMMachine {
     // MARK: Running one operation
 
     /// What the runner reported.
-    enum Report {
+    enum Report: Equatable {
         /// `out 0x10` from a CPL-0 stub; RAX then.
         case done(rax: UInt64)
         /// An exception handler's report: vector, error code (if the vector
@@ -457,6 +464,9 @@ public final class KVMMachine {
         guard ioctl(v.fd, KVMRequest.setRegs, r.pointer) == 0 else { throw KVMError.errno("KVM_SET_REGS") }
         let report = try runUntilReport(v)
         if case .hung = report {
+            // Finish an I/O or MMIO exit left pending by the exit bound (an
+            // MMIO read gets all ones), so the next KVM_SET_REGS is not undone.
+            try? completePendingIO(v)
             // Usable again only if it stopped at CPL 0 (SET_REGS can then move it).
             if ioctl(v.fd, KVMRequest.getSregs, v.sregs.pointer) == 0 {
                 let cpl = v.sregs[Sregs.cs + Sregs.segSelector, as: UInt16.self] & 3
@@ -469,8 +479,8 @@ public final class KVMMachine {
     }
 
     private func runUntilReport(_ v: VCPU) throws(KVMError) -> Report {
-        let watchdog = Watchdog(seconds: operationTimeout)
-        defer { watchdog.cancel() }
+        watchdog.arm(seconds: operationTimeout)
+        defer { watchdog.disarm() }
         for _ in 0..<maxExitsPerOperation {
             if ioctl(v.fd, KVMRequest.run) != 0 {
                 let code = errno
@@ -484,7 +494,7 @@ public final class KVMMachine {
             switch reason {
             case KVMExit.io:
                 let port = v.run.load(fromByteOffset: Run.ioPort, as: UInt16.self)
-                try completePendingIO(v)
+                if needsIOCompletion { try completePendingIO(v) }
                 guard ioctl(v.fd, KVMRequest.getRegs, v.regs.pointer) == 0 else { throw KVMError.errno("KVM_GET_REGS") }
                 let rax = v.regs.u64(Regs.rax)
                 if port == RunnerCode.donePort { return .done(rax: rax) }
@@ -532,9 +542,36 @@ public final class KVMMachine {
         return .hung
     }
 
+    /// Whether an OUT must be completed by re-entering KVM_RUN before
+    /// KVM_SET_REGS. With hardware virtualization a CPL-0 OUT is a fast-PIO
+    /// exit whose RIP advances only on re-entry; under PVM every CPL-0 OUT is
+    /// emulated and complete when KVM_RUN returns (verified: RIP already
+    /// points past it), so the extra KVM_RUN (a quarter of an operation's
+    /// cost) is skipped.
+    private var needsIOCompletion: Bool { host.flavour != .pvm }
+
+    /// Test hook: runs vCPU `n` from `rip` at CPL 0 with no operation set up.
+    func runForTesting(vcpu n: Int, rip: UInt64, user: Bool = false) throws(KVMError) -> Report {
+        let v = try vcpu(n)
+        try ready(v)
+        if user {
+            let frame = iretFrame(v, rip: rip, cs: RunnerLayout.userCodeSelector, rflags: 0x2, rsp: RunnerLayout.userStackTopVA(vcpu: n), ss: RunnerLayout.userDataSelector)
+            return try perform(v, Entry(rip: supervisorStubVA(.iretq), rsp: frame))
+        }
+        return try perform(v, Entry(rip: rip, rsp: kernelStack(v)))
+    }
+
+    /// Test hook: whether the watchdog timer could be armed.
+    var watchdogArmedForTesting: Bool { watchdog.arm(seconds: 1); defer { watchdog.disarm() }; return watchdog.isArmed }
+
     /// Completes a pending port I/O so that KVM_SET_REGS sees consistent state:
     /// KVM_RUN with `immediate_exit` set returns at once with EINTR.
     private func completePendingIO(_ v: VCPU) throws(KVMError) {
+        if v.run.load(fromByteOffset: Run.exitReason, as: UInt32.self) == KVMExit.mmio,
+            v.run.load(fromByteOffset: Run.mmioIsWrite, as: UInt8.self) == 0
+        {
+            v.run.storeBytes(of: UInt64.max, toByteOffset: Run.mmioData, as: UInt64.self)
+        }
         v.run.storeBytes(of: UInt8(1), toByteOffset: 1, as: UInt8.self)
         defer { v.run.storeBytes(of: UInt8(0), toByteOffset: 1, as: UInt8.self) }
         let rc = ioctl(v.fd, KVMRequest.run)
@@ -578,7 +615,8 @@ public final class KVMMachine {
     ///   (`0x8000_0000_0000_0000`). The fetch is the access; `width` is
     ///   ignored. The outcome is `.pageFault` when a #PF arrives with the
     ///   frame's RIP = CR2 = `gva` (the fetch failed), `.generalProtection`
-    ///   when the IRETQ itself takes #GP (a non-canonical `gva`), and
+    ///   for a #GP at the IRETQ or, for a non-canonical `gva`, at `gva` (KVM
+    ///   under PVM loads the non-canonical RIP and faults there), and
     ///   `.ok(value: 0)` for anything else: the trap after one instruction, a
     ///   fault of that instruction (mostly #GP/#SS from its non-canonical
     ///   registers), HLT, or an instruction KVM cannot emulate at CPL 0. The
@@ -670,7 +708,9 @@ public final class KVMMachine {
         switch r {
         case .exception(14, let ec, let rip, let cr2, _) where rip == gva && cr2 == gva:
             return .pageFault(errorCode: ec ?? 0, cr2: cr2)
-        case .exception(13, let ec, let rip, _, _) where rip == iret:
+        case .exception(13, let ec, let rip, _, _) where rip == iret || (rip == gva && !Self.isCanonical(gva)):
+            // Architecturally IRETQ to a non-canonical RIP takes #GP at the
+            // IRETQ; KVM (PVM) loads RIP and takes #GP at the target.
             return .generalProtection(errorCode: ec ?? 0)
         case .exception(13, let ec, _, _, _) where !Self.isCanonical4Level(gva):
             // KVM's emulator of IRETQ (CPL 0 is emulated under PVM) may load
@@ -682,6 +722,11 @@ public final class KVMMachine {
         default:
             return .ok(value: 0)
         }
+    }
+
+    static func isCanonical(_ va: UInt64) -> Bool {
+        let top = va >> 47
+        return top == 0 || top == 0x1_FFFF
     }
 
     private func implicitRead(_ v: VCPU, gva: UInt64) throws(KVMError) -> GuestOutcome {

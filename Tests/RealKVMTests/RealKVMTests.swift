@@ -57,6 +57,53 @@ struct RealKVMTests {
         print("RealKVM: \(host)")
         #expect(host.physicalAddressBits >= 36)
         #expect(!host.supportsLA57)
+        if host.flavour == .pvm {
+            #expect(host.tdpEnabled == false)
+            #expect(!host.supportsPKU && !host.supportsPCID)
+        }
+    }
+
+    @Test func unclaimedMMIOAndTheExitBound() throws {
+        let m = try started()
+        m.write(0x4038, 0x1_0000_0000 | 0x7)  // PTE[7]: 0x7000 -> 4 GiB, outside guest memory
+        #expect(try m.access(vcpu: 0, .read, gva: 0x7000, width: 8, user: false) == .ok(value: UInt64.max))
+        #expect(try m.access(vcpu: 0, .read, gva: 0x7000, width: 4, user: true) == .ok(value: 0xFFFF_FFFF))
+        #expect(try m.access(vcpu: 0, .write, gva: 0x7000, width: 8, user: true, value: 1) == .ok(value: 0))
+        // An MMIO read takes two exits; with a bound of one the operation is .hung,
+        // and the vCPU (stopped at CPL 0) stays usable.
+        m.maxExitsPerOperation = 1
+        #expect(try m.access(vcpu: 0, .read, gva: 0x7000, width: 8, user: false) == .hung)
+        m.maxExitsPerOperation = 64
+        #expect(try m.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: false) == .ok(value: dataValue))
+    }
+
+    @Test func theWatchdogInterruptsKVMRun() throws {
+        let m = try started()
+        m.write(0x10_0000, 0xFEEB)  // jmp $ at gva 0x1000 (a user page)
+        #expect(m.watchdogArmedForTesting)
+        m.operationTimeout = 0.2
+        let t0 = Date()
+        let report = try m.runForTesting(vcpu: 0, rip: 0x1000, user: true)
+        let dt = Date().timeIntervalSince(t0)
+        print("RealKVM: a CPL-3 `jmp $` ends as \(report) after \(String(format: "%.3f", dt)) s")
+        guard case .hung = report else {
+            Issue.record("expected .hung, got \(report)")
+            return
+        }
+        #expect(dt < 2)
+        m.operationTimeout = 1
+        // The vCPU was stopped at CPL 3: it cannot run operations any more.
+        #expect(throws: KVMError.self) { try m.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: false) }
+        // At CPL 0 (emulated), the same loop on a supervisor page.
+        let k = try started()
+        k.write(0x10_5000, 0xFEEB)
+        k.operationTimeout = 0.2
+        let t1 = Date()
+        let cpl0 = try k.runForTesting(vcpu: 0, rip: 0x5000)
+        print("RealKVM: a CPL-0 `jmp $` ends as \(cpl0) after \(String(format: "%.3f", Date().timeIntervalSince(t1))) s")
+        #expect(cpl0 == .hung)
+        k.operationTimeout = 1
+        #expect(try k.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: false) == .ok(value: dataValue))
     }
 
     @Test func runnerEntryIsInstalledAndDocumented() throws {
@@ -149,7 +196,9 @@ struct RealKVMTests {
         m.write(0x4008, 0x20_0067)
         #expect(try m.invlpg(vcpu: 0, 0x1000) == .ok(value: 0))
         let after = try m.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: true)
-        print("RealKVM: user read after a host PTE change + INVLPG: \(after) (0x4242 = new mapping, 0x\(String(dataValue, radix: 16)) = stale)")
+        #expect(try m.flushAll(vcpu: 0) == .ok(value: 0))
+        let afterFlush = try m.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: true)
+        print("RealKVM: user read after a host PTE change + INVLPG: \(after); after a flush too: \(afterFlush) (0x4242 = new mapping, 0x\(String(dataValue, radix: 16)) = stale: KVM never saw the host write to its write-protected page table)")
         #expect(try m.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: false) == .ok(value: 0x4242))
         // A guest store to the PTE (through the runner's direct map) is seen by KVM.
         #expect(try m.store(vcpu: 0, gpa: 0x4008, value: 0x10_0067) == .ok(value: 0))
@@ -275,6 +324,19 @@ struct RealKVMTests {
         let supervisor = try m.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: false)
         let userAgain = try m.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: true)
         print("RealKVM efer-nx (XD in the \(level)): NXE=1 user read \(before); after NXE=0, MOV CR3, flush: user read \(user), CPL-0 read \(supervisor), user read again \(userAgain) (architecture: #PF ec=0xd / 0x9)")
+        // Cold: NXE clear from the start, no spte built before.
+        let cold = try makeMachine()
+        switch level {
+        case "PML4E": cold.write(0x1000, 0x8000_0000_0000_2007)
+        case "PDE": cold.write(0x3000, 0x8000_0000_0000_4007)
+        default: cold.write(0x4008, 0x8000_0000_0010_0007)
+        }
+        try cold.start(vcpu: 0, cr0: 0x8001_0011, cr3: pml4, cr4: 0x20, efer: 0x500)
+        let coldUser = try cold.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: true)
+        let coldSupervisor = try cold.access(vcpu: 0, .read, gva: 0x1000, width: 8, user: false)
+        print("RealKVM efer-nx cold (XD in the \(level), NXE=0 from the start): user read \(coldUser), CPL-0 read \(coldSupervisor)")
+        #expect(coldSupervisor == .pageFault(errorCode: 0x9, cr2: 0x1000))
+        #expect(coldUser == .pageFault(errorCode: 0xD, cr2: 0x1000))
         #expect(supervisor == .pageFault(errorCode: 0x9, cr2: 0x1000))
         // Real KVM keeps the sptes built while NXE was 1: the user read completes.
         #expect(user == .ok(value: dataValue))
