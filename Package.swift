@@ -85,6 +85,6 @@ let package = Package(
             exclude: ["Scenarios"]),
         .testTarget(
             name: "ShadowMMUCommandsTests",
-            dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "TestSupport"]),
+            dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "RealKVM", "TestSupport"]),
     ]
 )
