@@ -211,7 +211,7 @@ public enum Workload {
         let recorder: ScenarioRecorder
         do {
             recorder = try ScenarioRecorder(configuration: configuration, mmu: options.mmu, header: header, recording: options.record)
-            (recorder.machine as? HypervisorMachine)?.vm.mmu.fixes = options.fixes
+            recorder.machine.hypervisor?.configure(regressions: [], fixes: options.fixes, emulatedSupervisor: false)
         } catch {
             run.failure = KernelPanic(.unusable, error.message)
             return run

@@ -1,3 +1,4 @@
+import ShadowMMU
 import X86Paging
 import ScenarioLanguage
 
@@ -40,6 +41,34 @@ public protocol GuestMachine: AnyObject {
     /// The hypervisor's current root of `vcpu` as the contract's tree, or
     /// `.null` when there is no hypervisor.
     func shadowRoot(vcpu: Int) -> JSONValue
+
+    /// The hypervisor inside the machine, for the tools that look at it or
+    /// configure it; nil when there is none (`mmu native`, a real VM).
+    var hypervisor: (any HypervisorView)? { get }
+    /// The second stage `vcpu`'s L1 hypervisor gives L2, once it entered L2.
+    func l1Paging(vcpu: Int) -> NestedPaging?
+}
+
+/// What the tools above the runtime may see and set of the hypervisor in a
+/// machine — the checker's audits, the matrix's root shapes, the drawings'
+/// shadow tables — instead of reaching into the machine's type.
+public protocol HypervisorView: AnyObject {
+    /// The hypervisor's MMU: its roots, shadow pages and host memory.
+    var mmu: ShadowMMU { get }
+    /// The root `vcpu`'s hardware uses now (the nested root while it runs L2).
+    func currentRoot(vcpu: Int) -> ShadowTableDump?
+    /// When set, the MMU's audit runs after every command.
+    var auditLevel: AuditLevel? { get set }
+    /// What the audits found.
+    var auditFailures: [String] { get }
+    /// Known bugs switched back on, deviations fixed, and whether CPL-0 code
+    /// is emulated (a PVM host).
+    func configure(regressions: Set<Regression>, fixes: Set<Deviation>, emulatedSupervisor: Bool)
+}
+
+extension GuestMachine {
+    public var hypervisor: (any HypervisorView)? { nil }
+    public func l1Paging(vcpu: Int) -> NestedPaging? { nil }
 }
 
 extension GuestMachine {

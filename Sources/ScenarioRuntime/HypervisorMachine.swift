@@ -6,7 +6,7 @@ import ScenarioLanguage
 /// `mmu shadow` and `mmu tdp`: the guest runs on a `VirtualMachine` whose
 /// hardware walks the tables KVM's MMU builds — shadow tables made from the
 /// guest's own, or a TDP direct map walked in two dimensions with the guest's.
-public final class HypervisorMachine: GuestMachine {
+public final class HypervisorMachine: GuestMachine, HypervisorView {
     public let vm: VirtualMachine
     /// When set, the MMU's audit runs after every command and its findings
     /// collect in `auditFailures` (the checker and the tests turn this on).
@@ -206,6 +206,16 @@ public final class HypervisorMachine: GuestMachine {
 
     /// The root the vCPU's hardware uses now: L0's shadow of L1's tables while
     /// it runs L2, else the root of its own MMU context (nil before the first entry).
+    public var hypervisor: (any HypervisorView)? { self }
+    public var mmu: ShadowMMU { vm.mmu }
+    public func l1Paging(vcpu: Int) -> NestedPaging? { vm.vcpus[vcpu].l1Paging }
+
+    public func configure(regressions: Set<Regression>, fixes: Set<Deviation>, emulatedSupervisor: Bool) {
+        vm.mmu.regressions = regressions
+        vm.mmu.fixes = fixes
+        vm.emulatesSupervisorAccesses = emulatedSupervisor
+    }
+
     public func currentRoot(vcpu: Int) -> ShadowTableDump? {
         vm.vcpus[vcpu].l1Paging != nil ? vm.mmu.dumpNestedRoot(vcpu: vcpu) : vm.mmu.dumpRoot(vcpu: vcpu)
     }

@@ -12,6 +12,8 @@ public final class NativeMachine: GuestMachine {
     /// vCPU's registers are then L2's and each access is the architectural
     /// two-dimensional walk over L2's and L1's tables.
     public private(set) var l1Paging: [NestedPaging?]
+
+    public func l1Paging(vcpu: Int) -> NestedPaging? { l1Paging[vcpu] }
     private var counters = Counters()
 
     struct Counters {

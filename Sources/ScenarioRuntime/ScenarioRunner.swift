@@ -34,9 +34,7 @@ public final class ScenarioRunner {
     ) throws(ScenarioError) {
         self.scenario = scenario
         self.machine = try Self.makeMachine(for: scenario)
-        (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
-        (machine as? HypervisorMachine)?.vm.mmu.fixes = fixes
-        (machine as? HypervisorMachine)?.vm.emulatesSupervisorAccesses = emulatedSupervisor
+        machine.hypervisor?.configure(regressions: regressions, fixes: fixes, emulatedSupervisor: emulatedSupervisor)
     }
 
     package static func makeMachine(for scenario: Scenario) throws(ScenarioError) -> any GuestMachine {

@@ -85,9 +85,9 @@ public enum ConfigurationMatrix {
             progress?(index, guests.count, label)
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
             for report in try DifferentialChecker.check(scenario, fixes: fixes) {
-                guard let machine = report.machine as? HypervisorMachine else { continue }
-                let statistics = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
-                let root = machine.currentRoot(vcpu: 0)
+                guard let hypervisor = report.machine.hypervisor else { continue }
+                let statistics = Dictionary(report.machine.statistics, uniquingKeysWith: { first, _ in first })
+                let root = hypervisor.currentRoot(vcpu: 0)
                 let (levels, local) = shape(root)
                 let walks = statistics["hardware_walks"] ?? 0
                 rows.append(MatrixRow(
@@ -95,7 +95,7 @@ public enum ConfigurationMatrix {
                     passthrough: root?.role.passthrough ?? false,
                     exits: statistics["exits"] ?? 0, pages: statistics["shadow_pages"] ?? 0,
                     faultsFixed: statistics["shadow_faults_fixed"] ?? 0, guestFaults: statistics["guest_page_faults"] ?? 0,
-                    referencesPerWalk: machine.vm.mmu.mode.isTDP && walks > 0 ? Double(statistics["walk_references"] ?? 0) / Double(walks) : nil,
+                    referencesPerWalk: hypervisor.mmu.mode.isTDP && walks > 0 ? Double(statistics["walk_references"] ?? 0) / Double(walks) : nil,
                     verdict: MatrixRow.Verdict(report)))
             }
         }

@@ -146,11 +146,10 @@ public enum DifferentialChecker {
         _ variant: Scenario, audit: AuditLevel?, regressions: Set<Regression>, fixes: Set<Deviation>
     ) -> (mismatches: [String], auditFailures: [String], machine: any GuestMachine)? {
         guard let machine = try? ScenarioRunner.makeMachine(for: variant) else { return nil }
-        (machine as? HypervisorMachine)?.auditLevel = audit
-        (machine as? HypervisorMachine)?.vm.mmu.regressions = regressions
-        (machine as? HypervisorMachine)?.vm.mmu.fixes = fixes
+        machine.hypervisor?.auditLevel = audit
+        machine.hypervisor?.configure(regressions: regressions, fixes: fixes, emulatedSupervisor: false)
         let mismatches = lockstep(variant, machine)
-        return (mismatches, (machine as? HypervisorMachine)?.auditFailures ?? [], machine)
+        return (mismatches, machine.hypervisor?.auditFailures ?? [], machine)
     }
 
     /// Runs `scenario` on `machine` and on the architectural oracle side by

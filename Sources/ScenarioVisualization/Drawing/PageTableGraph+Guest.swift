@@ -36,17 +36,15 @@ extension PageTableGraph.Builder {
 
     /// The shadow MMU when the hypervisor shadows the guest's tables (not under TDP).
     var shadowMMU: ShadowMMU? {
-        guard let machine = machine as? HypervisorMachine,
-              !machine.vm.mmu.mode.isTDP || machine.vm.vcpus.contains(where: { $0.l1Paging != nil })
+        guard let hypervisor = machine.hypervisor,
+              !hypervisor.mmu.mode.isTDP || (0..<configuration.vcpuCount).contains(where: { machine.l1Paging(vcpu: $0) != nil })
         else { return nil }
-        return machine.vm.mmu
+        return hypervisor.mmu
     }
 
     /// The second stage of `vcpu`'s L1 hypervisor, when the vCPU runs L2.
     func l1Paging(vcpu: Int) -> NestedPaging? {
-        if let machine = machine as? HypervisorMachine { return machine.vm.vcpus[vcpu].l1Paging }
-        if let machine = machine as? NativeMachine { return machine.l1Paging[vcpu] }
-        return nil
+        machine.l1Paging(vcpu: vcpu)
     }
 
     /// Walks every vCPU's tables from its CR3, in its current paging mode.

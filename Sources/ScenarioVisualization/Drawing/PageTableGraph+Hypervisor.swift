@@ -7,11 +7,11 @@ extension PageTableGraph.Builder {
     /// Walks the hypervisor's tables from every vCPU's current root (none
     /// under `mmu native`).
     mutating func addHypervisorTables() {
-        guard let machine = machine as? HypervisorMachine else {
+        guard let hypervisor = machine.hypervisor else {
             notes.append("mmu native: no hypervisor; the CPU walks the guest's tables itself")
             return
         }
-        let mmu = machine.vm.mmu
+        let mmu = hypervisor.mmu
         switch mmu.mode {
         case .shadow:
             hypervisorHeading = "shadow pages (the tables the hardware walks; host frames)"
@@ -20,9 +20,9 @@ extension PageTableGraph.Builder {
         }
         for vcpu in 0..<configuration.vcpuCount {
             let rootID = "root-h-\(vcpu)"
-            let runsL2 = machine.vm.vcpus[vcpu].l1Paging != nil
+            let runsL2 = machine.l1Paging(vcpu: vcpu) != nil
             if runsL2 { hypervisorHeading = "L0's shadow of L1's nested tables (the hardware's second stage for L2; host frames)" }
-            guard let root = machine.currentRoot(vcpu: vcpu) else {
+            guard let root = hypervisor.currentRoot(vcpu: vcpu) else {
                 notes.append("vCPU \(vcpu): no hypervisor root yet (the vCPU has not run since its paging last changed)")
                 roots.append(.init(vcpu: vcpu, side: .hypervisor, id: rootID, label: "vCPU \(vcpu): no root", node: nil))
                 continue
