@@ -194,8 +194,6 @@ public struct ConformanceRunner {
             return Track.run(modelScenario, on: runner.machine, model: architecture)
         }
         let model = try modelTrack([])
-        var fixed: [Deviation: Track] = [:]
-        for deviation in Deviation.allCases { fixed[deviation] = try modelTrack([deviation]) }
 
         let witness: KVMWitness
         do {
@@ -223,13 +221,16 @@ public struct ConformanceRunner {
             result.notes += problems.map { "line \(line): KVM: \($0)" }
         }
 
-        // Where the reference itself depends on the host's width.
-        var widthSensitive: Set<Int> = []
-        if kvmBits < bits {
-            widthSensitive = Self.linesDiffering(scenario, bits, kvmBits)
+        // The model with each deviation fixed, to name a departure: needed
+        // only when a witness departs from the architecture at all.
+        var fixed: [Deviation: Track] = [:]
+        if kvm.departure != nil || model.departure != nil {
+            for deviation in Deviation.allCases { fixed[deviation] = try modelTrack([deviation]) }
         }
 
+        // Where the reference itself depends on the host's width.
         let reference = Self.referenceEvents(scenario, bits: bits)
+        let widthSensitive = kvmBits < bits ? Self.linesDiffering(reference, Self.referenceEvents(scenario, bits: kvmBits)) : []
         let departure = [("KVM", kvm.departure), ("the model", model.departure)].compactMap { name, departure in departure.map { (name, $0) } }
         for (name, departure) in departure {
             result.notes.append("\(name) departs from the architecture at line \(departure.line) (\(departure.message)); later lines are compared between KVM and the model only")
@@ -252,24 +253,12 @@ public struct ConformanceRunner {
             default: break
             }
             guard let modelEvent = model.events[line] else { continue }
-            defer {
-                if consequenceOf == nil, case .hostFlavour(let flavour)? = result.lines.last?.lineClass, result.lines.last?.line == line,
-                   kvm.departure?.line == line {
-                    consequenceOf = flavour
-                    result.notes.append("line \(line): host-flavour \(flavour.rawValue) changed KVM's state; later differences are classed as its consequences")
-                }
-            }
             let kvmEvent = kvm.events[line]
             let same = kvmEvent.map { Self.same($0, modelEvent) } ?? false
             let kvmAllowed = kvm.allowed(at: line), modelAllowed = model.allowed(at: line)
             let lineClass: LineClass
-            if let problems = problemsByLine[line] {
+            if problemsByLine[line] != nil {
                 lineClass = .unexplained
-                result.lines.append(.init(
-                    line: line, command: command.action.scenarioText, lineClass: lineClass,
-                    architecture: reference[line].map(Self.summary) ?? "-",
-                    model: Self.summary(modelEvent), kvm: problems.joined(separator: "; ")))
-                continue
             } else if !same, host.flavour == .pvm, smap[vcpu], !alignmentCheck[vcpu], kvmAllowed != true,
                       case .access(let access) = command.action, access.kind == .fetch, !access.user,
                       case .access(_, .pageFault(let code))? = kvmEvent, code & ~0x10 == 0x1,  // P, and I/D when NXE or SMEP
@@ -302,10 +291,14 @@ public struct ConformanceRunner {
             } else {
                 lineClass = .modelDiffers
             }
+            if consequenceOf == nil, case .hostFlavour(let flavour) = lineClass, kvm.departure?.line == line {
+                consequenceOf = flavour
+                result.notes.append("line \(line): host-flavour \(flavour.rawValue) changed KVM's state; later differences are classed as its consequences")
+            }
             result.lines.append(.init(
                 line: line, command: command.action.scenarioText, lineClass: lineClass,
-                architecture: reference[line].map(Self.summary) ?? "-",
-                model: Self.summary(modelEvent), kvm: kvmEvent.map(Self.summary) ?? "not run"))
+                architecture: reference[line].map(Self.summary) ?? "-", model: Self.summary(modelEvent),
+                kvm: problemsByLine[line]?.joined(separator: "; ") ?? kvmEvent.map(Self.summary) ?? "not run"))
         }
         return result
     }
@@ -355,9 +348,8 @@ public struct ConformanceRunner {
     }
 
     /// Lines whose reference result differs between two MAXPHYADDR widths.
-    static func linesDiffering(_ scenario: Scenario, _ a: Int, _ b: Int) -> Set<Int> {
-        let wide = referenceEvents(scenario, bits: a), narrow = referenceEvents(scenario, bits: b)
-        return Set(wide.keys.filter { line in
+    static func linesDiffering(_ wide: [Int: Observation.Event], _ narrow: [Int: Observation.Event]) -> Set<Int> {
+        Set(wide.keys.filter { line in
             guard let x = wide[line], let y = narrow[line] else { return true }
             return summary(x) != summary(y)
         })

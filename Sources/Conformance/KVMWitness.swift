@@ -26,7 +26,8 @@ import X86Paging
 /// KVM cannot show the guest-physical address an access reached. The
 /// witness names it from the outcomes the architecture allows (set by the
 /// comparison before each access): the one whose data matches what a read
-/// returned, or where a write's bytes landed; otherwise the fresh walk's.
+/// returned, or where a write's bytes landed; otherwise the first allowed
+/// one, or all ones when the architecture allows no completion.
 final class KVMWitness: GuestMachine {
     let kvm: KVMMachine
     /// Per vCPU: the registers before it entered long mode, and whether it has.
@@ -217,10 +218,9 @@ final class KVMWitness: GuestMachine {
 
     // MARK: Guest memory
 
-    func poke(_ address: UInt64, width: Int, _ value: UInt64) {
-        guard address < memorySize else { return }
-        kvm.write(address, value, width: width)
-    }
+    // KVMMachine's host accesses drop writes outside guest memory and read
+    // all ones there, as the contract's unclaimed memory does.
+    func poke(_ address: UInt64, width: Int, _ value: UInt64) { kvm.write(address, value, width: width) }
 
     func store(_ address: UInt64, width: Int, _ value: UInt64) {
         guard address < memorySize else { return }
@@ -232,7 +232,6 @@ final class KVMWitness: GuestMachine {
     }
 
     func peek(_ address: UInt64, width: Int) -> UInt64 {
-        guard address < memorySize else { return width == 8 ? UInt64.max : (1 << UInt64(width * 8)) - 1 }
         if runnerSlots.contains(address & ~7) { return 0 }
         return kvm.read(address, width: width)
     }
@@ -290,10 +289,6 @@ final class KVMWitness: GuestMachine {
 private struct KVMMemory: PhysicalMemory {
     let kvm: KVMMachine
     var size: UInt64 { kvm.memorySize }
-    func load(_ address: UInt64, width: Int) -> UInt64 {
-        address < kvm.memorySize ? kvm.read(address, width: width) : UInt64.max
-    }
-    func store(_ address: UInt64, width: Int, _ value: UInt64) {
-        if address < kvm.memorySize { kvm.write(address, value, width: width) }
-    }
+    func load(_ address: UInt64, width: Int) -> UInt64 { kvm.read(address, width: width) }
+    func store(_ address: UInt64, width: Int, _ value: UInt64) { kvm.write(address, value, width: width) }
 }

@@ -18,18 +18,18 @@ import ScenarioRuntime
 /// for every linear page the scenario uses, the translation the tables give
 /// then. When the guest invalidates after every change, exactly one outcome
 /// remains.
-package final class ArchitecturalOracle {
-    package let memory: LoggedMemory
-    package var registers: [ControlRegisters]
+final class ArchitecturalOracle {
+    let memory: LoggedMemory
+    var registers: [ControlRegisters]
     /// Translations each vCPU may still hold, by 4 KiB linear page.
     var cached: [[UInt64: [TLBEntry]]]
     /// The linear addresses the scenario accesses (the pages whose
     /// translations can matter).
     let addresses: [UInt64]
     /// Per vCPU, once its L1 entered L2: L1's second stage.
-    package var l1Paging: [NestedPaging?]
+    var l1Paging: [NestedPaging?]
 
-    package init(configuration: MachineConfiguration, model: CPUModel, addresses: [UInt64]) {
+    init(configuration: MachineConfiguration, model: CPUModel, addresses: [UInt64]) {
         memory = LoggedMemory(size: configuration.memorySize)
         registers = Array(repeating: ControlRegisters(model: model), count: configuration.vcpuCount)
         cached = Array(repeating: [:], count: configuration.vcpuCount)
@@ -37,19 +37,19 @@ package final class ArchitecturalOracle {
         l1Paging = Array(repeating: nil, count: configuration.vcpuCount)
     }
 
-    package func enterNested(vcpu: Int, _ entry: NestedEntry) {
+    func enterNested(vcpu: Int, _ entry: NestedEntry) {
         let bits = registers[vcpu].model.maxPhysicalAddressBits
         l1Paging[vcpu] = entry.paging(maxPhysicalAddressBits: bits, previous: l1Paging[vcpu])
     }
 
     /// An L2 access, performed on the oracle's memory as the architecture does it.
-    package func nestedAccess(vcpu: Int, _ command: AccessCommand) -> AccessOutcome {
+    func nestedAccess(vcpu: Int, _ command: AccessCommand) -> AccessOutcome {
         NestedReference.access(command, registers: registers[vcpu], paging: l1Paging[vcpu]!, memory: memory)
     }
 
     /// Before memory changes: every translation the tables give now may be in
     /// some TLB afterwards (a speculative fill), until it is invalidated.
-    package func recordReachableTranslations() {
+    func recordReachableTranslations() {
         for vcpu in registers.indices where registers[vcpu].mode != .none && l1Paging[vcpu] == nil {
             for address in addresses {
                 if let translation = translation(vcpu: vcpu, address) { remember(vcpu: vcpu, translation) }
@@ -78,20 +78,20 @@ package final class ArchitecturalOracle {
     }
 
     /// What an access may do.
-    package struct Verdict {
+    struct Verdict {
         /// The result of walking the current tables.
-        package var fresh: AccessOutcome
+        var fresh: AccessOutcome
         /// Accessed/dirty flags that walk sets: (address, width, old, new).
         var updates: [AccessedDirtyUpdate]
         /// What the walk would cache.
         var translation: Translation?
         /// Results reachable through cached translations.
-        package var stale: [AccessOutcome]
+        var stale: [AccessOutcome]
 
-        package func allows(_ outcome: AccessOutcome) -> Bool { outcome == fresh || stale.contains(outcome) }
+        func allows(_ outcome: AccessOutcome) -> Bool { outcome == fresh || stale.contains(outcome) }
     }
 
-    package func judge(vcpu: Int, _ command: AccessCommand) -> Verdict {
+    func judge(vcpu: Int, _ command: AccessCommand) -> Verdict {
         let registers = self.registers[vcpu]
         let access = command.memoryAccess
         guard registers.mode.isCanonical(command.address) else {
@@ -135,7 +135,7 @@ package final class ArchitecturalOracle {
     /// memory and caches follow it: the data it wrote, the accessed/dirty
     /// flags it set (read back from the machine with `peek`).
     /// Returns a complaint if the flags are not ones the access may set.
-    package func follow(
+    func follow(
         vcpu: Int, _ command: AccessCommand, _ outcome: AccessOutcome, verdict: Verdict, peek: (UInt64, Int) -> UInt64
     ) -> String? {
         var complaint: String?
@@ -171,7 +171,7 @@ package final class ArchitecturalOracle {
 
     // MARK: - Invalidations
 
-    package func write(vcpu: Int, _ register: ControlRegister, _ value: UInt64) -> Bool {
+    func write(vcpu: Int, _ register: ControlRegister, _ value: UInt64) -> Bool {
         let result = if let paging = l1Paging[vcpu] {
             registers[vcpu].write(register, value, memory: NestedGuestMemory(host: memory, nested: paging, size: NestedReference.l2PhysicalSpace))
         } else {
@@ -192,7 +192,7 @@ package final class ArchitecturalOracle {
 
     /// INVLPG: every translation of the page for the current PCID, and global
     /// ones, whatever the page size.
-    package func invalidatePage(vcpu: Int, _ address: UInt64) {
+    func invalidatePage(vcpu: Int, _ address: UInt64) {
         let registers = self.registers[vcpu]
         guard registers.mode != .none, registers.mode.isCanonical(address) else { return }
         let linear = registers.linearAddress(address)
@@ -205,7 +205,7 @@ package final class ArchitecturalOracle {
         }
     }
 
-    package func flush(vcpu: Int) { cached[vcpu] = [:] }
+    func flush(vcpu: Int) { cached[vcpu] = [:] }
 }
 
 /// Guest memory seen through a walk that must not change it: loads read the

@@ -156,89 +156,15 @@ public enum DifferentialChecker {
     /// side, command by command; the oracle accepts any outcome the
     /// architecture allows and then follows the machine's choice.
     static func lockstep(_ scenario: Scenario, _ machine: any GuestMachine) -> [String] {
-        let addresses = scenario.commands.compactMap { command -> UInt64? in
-            switch command.action {
-            case .access(let access): access.address
-            case .invlpg(let address): address
-            default: nil
-            }
-        }
         let model = HypervisorMachine.mode(for: scenario.mmu).map {
             VirtualMachine.guestModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits, mode: $0)
         } ?? CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits)
-        let oracle = ArchitecturalOracle(configuration: scenario.machine, model: model, addresses: Array(Set(addresses.map { $0 & ~0xfff })).sorted())
+        let lockstep = Lockstep(scenario, machine: machine, model: model)
         var mismatches: [String] = []
-        var vcpu = 0
-        func differ(_ line: Int, _ what: String) {
-            if mismatches.count < 20 { mismatches.append("line \(line): \(what)") }
-        }
         for command in scenario.commands {
-            let line = command.line
-            switch command.action {
-            case .poke(let address, let value, let width):
-                oracle.recordReachableTranslations()
-                oracle.memory.backing.store(address, width: width, value)
-                machine.poke(address, width: width, value)
-            case .store(let address, let value, let width):
-                oracle.recordReachableTranslations()
-                oracle.memory.store(address, width: width, value)
-                machine.store(address, width: width, value)
-            case .peek(let address, let width):
-                let expected = oracle.memory.load(address, width: width), actual = machine.peek(address, width: width)
-                if expected != actual { differ(line, "peek \(address.hex): the reference holds \(expected.hex), this configuration \(actual.hex)") }
-            case .hostZapAll: machine.zapAll()
-            case .hostInvalidate(let address, let size): machine.invalidate(address, size: size)
-            case .hostMaxShadowPages(let count): machine.setMaxShadowPages(count)
-            case .hostDirtyLog(.start):
-                oracle.memory.startLogging()
-                machine.startDirtyLog()
-            case .hostDirtyLog(.stop):
-                oracle.memory.stopLogging()
-                machine.stopDirtyLog()
-            case .hostDirtyLog(.read):
-                let missing = Set(oracle.memory.takeWrittenFrames()).subtracting(machine.readDirtyLog())
-                if !missing.isEmpty { differ(line, "the dirty log misses written frames \(missing.sorted().map(\.hex))") }
-            case .writeRegister(let name, let value):
-                let expected = oracle.write(vcpu: vcpu, name.controlRegister, value)
-                let actual = machine.writeRegister(vcpu: vcpu, name, value)
-                if expected != actual { differ(line, "\(name.rawValue) \(value.hex): the reference \(expected ? "accepts" : "rejects") it, this configuration \(actual ? "accepts" : "rejects") it") }
-            case .setAlignmentCheck(let value):
-                oracle.registers[vcpu].alignmentCheck = value
-                machine.setAlignmentCheck(vcpu: vcpu, value)
-            case .invlpg(let address):
-                oracle.invalidatePage(vcpu: vcpu, address)
-                machine.invalidatePage(vcpu: vcpu, address)
-            case .flush:
-                oracle.flush(vcpu: vcpu)
-                machine.flush(vcpu: vcpu)
-            case .selectVCPU(let index):
-                vcpu = index
-            case .enterNested(let entry):
-                oracle.enterNested(vcpu: vcpu, entry)
-                machine.enterNested(vcpu: vcpu, entry)
-            case .access(let access) where oracle.l1Paging[vcpu] != nil:
-                // L2 translations are walked afresh on every access by every
-                // configuration here: one outcome, compared exactly.
-                let expected = oracle.nestedAccess(vcpu: vcpu, access)
-                let outcome = machine.access(vcpu: vcpu, access)
-                guard outcome == expected else {
-                    differ(line, "\(access.kind.rawValue) \(access.address.hex) in L2: the architecture gives \(expected.summary); this configuration gave \(outcome.summary)")
-                    return mismatches
-                }
-            case .access(let access):
-                let verdict = oracle.judge(vcpu: vcpu, access)
-                let outcome = machine.access(vcpu: vcpu, access)
-                guard verdict.allows(outcome) else {
-                    let allowed = ([verdict.fresh] + verdict.stale).map(\.summary)
-                    differ(line, "\(access.kind.rawValue) \(access.address.hex): the architecture allows \(Set(allowed).sorted().joined(separator: " | ")); this configuration gave \(outcome.summary)")
-                    return mismatches
-                }
-                if let complaint = oracle.follow(vcpu: vcpu, access, outcome, verdict: verdict, peek: machine.peek) {
-                    differ(line, complaint)
-                }
-            case .expect:
-                break
-            }
+            let step = lockstep.step(command)
+            if let complaint = step.complaint, mismatches.count < 20 { mismatches.append("line \(command.line): \(complaint)") }
+            if !step.oracleFollows { break }
         }
         return mismatches
     }
