@@ -71,6 +71,26 @@ struct VirtualMachineTests {
         #expect(vm.violations.isEmpty)
     }
 
+    @Test("a PVM host's CPL-0 accesses and stores are emulated: right results, no sptes built, no unsync")
+    func emulatedSupervisorAccesses() {
+        let vm = Self.longModeGuest()
+        vm.emulatesSupervisorAccesses = true
+        #expect(vm.access(vcpu: 0, 0x1000, .read, width: 8) == .completed(gpa: 0x10_0000, value: 0x1122_3344))
+        #expect(vm.access(vcpu: 0, 0x5000, .write, width: 8) == .pageFault(PageFaultErrorCode(rawValue: 0x2)))
+        #expect(vm.access(vcpu: 0, 0x8000_0000_0000, .read, width: 8) == .generalProtection)
+        #expect(vm.mmu.statistics.pagesCreated == 0, "a CPL-0 access built shadow pages")
+        #expect(vm.peek(0x4008, width: 8) & 0x20 != 0, "the software walk sets the accessed flag")
+        // A user access runs on the sptes as before.
+        #expect(vm.access(vcpu: 0, 0x1000, MemoryAccess(.read, .user), width: 8) == .completed(gpa: 0x10_0000, value: 0x1122_3344))
+        #expect(vm.mmu.statistics.pagesCreated > 0)
+        // A guest kernel's store to the shadowed page table is an emulated write: no unsync.
+        vm.store(0x4008, width: 8, 0x20_0007)
+        #expect(vm.mmu.statistics.unsyncs == 0)
+        #expect(vm.access(vcpu: 0, 0x1000, MemoryAccess(.read, .user), width: 8) == .completed(gpa: 0x20_0000, value: 0))
+        #expect(vm.counters.emulatedSupervisorAccesses == 2)  // the non-canonical #GP is raised before any walk
+        #expect(vm.violations.isEmpty)
+    }
+
     @Test("host memory poisons a freed table frame")
     func freedFramesArePoisoned() {
         let host = HostMemory()
