@@ -124,6 +124,13 @@ public struct PageRole: RawRepresentable, Hashable, Sendable, CustomStringConver
         get { field(19, 1) != 0 }
         set { setField(19, 1, newValue ? 1 : 0) }
     }
+    /// CR4.PSE of a 32-bit guest. Not in KVM's role (deviation
+    /// `cr4-pse-not-in-role`); set only by that deviation's fix, so that a
+    /// page directory shadowed under one setting never serves the other.
+    public var cr4PSE: Bool {
+        get { field(20, 1) != 0 }
+        set { setField(20, 1, newValue ? 1 : 0) }
+    }
 
     public var description: String {
         var parts = ["level=\(level)", direct ? "direct" : "indirect", "access=\(access)"]
@@ -133,6 +140,7 @@ public struct PageRole: RawRepresentable, Hashable, Sendable, CustomStringConver
         if smepAndNotWP { parts.append("smep_andnot_wp") }
         if smapAndNotWP { parts.append("smap_andnot_wp") }
         if pkeAndNotWP { parts.append("pke_andnot_wp") }
+        if cr4PSE { parts.append("cr4_pse") }
         if adDisabled { parts.append("ad_disabled") }
         if guestMode { parts.append("guest_mode") }
         if passthrough { parts.append("passthrough") }
@@ -190,10 +198,14 @@ extension PageRole {
     /// `keepingGuestNX` (the fix for deviation `efer-nx-forced`): the role keeps
     /// the guest's EFER.NX instead, so that pages built while XD was a
     /// permission bit never serve a guest for which it is reserved.
-    public static func shadowRoot(for cpuRole: CPURole, keepingGuestNX: Bool = false) -> PageRole {
+    /// `keepingGuestPSE` (the fix for `cr4-pse-not-in-role`): a 32-bit guest's
+    /// CR4.PSE is part of the role, so a PDE with PS=1 is shadowed as a 4 MiB
+    /// page only for vCPUs that read it as one.
+    public static func shadowRoot(for cpuRole: CPURole, keepingGuestNX: Bool = false, keepingGuestPSE: Bool = false) -> PageRole {
         var role = cpuRole.base
         role.level = max(role.level, 3)
         if !keepingGuestNX { role.eferNX = true }
+        if keepingGuestPSE, role.hasFourByteGPTE { role.cr4PSE = cpuRole.cr4PSE }
         return role
     }
 }

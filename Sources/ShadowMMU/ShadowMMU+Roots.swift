@@ -48,20 +48,11 @@ extension ShadowMMU {
             context.cpuRole = cpuRole
             return
         }
-        if fixes.contains(.cr4PSENotInRole), cpuRole.base.hasFourByteGPTE, cpuRole.cr4PSE != context.cpuRole.cr4PSE,
-           context.cpuRole.level == 2 {
-            // CR4.PSE decides whether a 32-bit PDE with PS=1 maps a 4 MiB page or
-            // points to a page table, but it is not part of the page role: the
-            // page-directory shadows built under the old setting would keep
-            // translating the old way after the flush the architecture requires.
-            // KVM keeps them (deviation cr4-pse-not-in-role); the fix zaps them.
-            for page in hashedPages where page.role.hasFourByteGPTE && page.role.level == 2 { zapPage(page) }
-        }
         if cpuRole != context.cpuRole {
             // kvm_mmu_reset_context: unload every root, derive the roles again.
             freeRoots(context, current: true, previous: true)
             context.cpuRole = cpuRole
-            context.rootRole = PageRole.shadowRoot(for: cpuRole, keepingGuestNX: fixes.contains(.eferNXForced))
+            context.rootRole = shadowRootRole(for: cpuRole)
         }
         if effects.contains(.pdptesLoaded), new.pdptes != old.pdptes {
             // The PAE root mirrors the PDPTE registers: new values drop it (load_pdptrs).

@@ -60,9 +60,15 @@ public final class ShadowMMU {
             guard !mode.isTDP, fixes != oldValue else { return }
             for context in contexts {
                 freeRoots(context, current: true, previous: true)
-                context.rootRole = PageRole.shadowRoot(for: context.cpuRole, keepingGuestNX: fixes.contains(.eferNXForced))
+                context.rootRole = shadowRootRole(for: context.cpuRole)
             }
         }
+    }
+
+    /// The shadow root role for `cpuRole`, as KVM computes it, but for the
+    /// deviations fixed.
+    func shadowRootRole(for cpuRole: CPURole) -> PageRole {
+        PageRole.shadowRoot(for: cpuRole, keepingGuestNX: fixes.contains(.eferNXForced), keepingGuestPSE: fixes.contains(.cr4PSENotInRole))
     }
     @exclusivity(unchecked) public internal(set) var statistics = MMUStatistics()
     /// Called whenever translations cached by any vCPU's hardware may be stale
