@@ -16,7 +16,7 @@ public final class VirtualMachine {
     /// its accesses go through KVM's software walk of the guest's tables and
     /// never build or use sptes. Off by default (VT-x/AMD-V: the hardware
     /// walks the sptes at every CPL); `conform` turns it on to model a PVM host.
-    public var emulatesSupervisorAccesses = false
+    @exclusivity(unchecked) public var emulatesSupervisorAccesses = false
     public let vcpus: [VCPU]
     /// The hardware the hypervisor runs on (its paging registers at VM entry).
     public let hostModel = CPUModel(maxPhysicalAddressBits: HostMemory.maxPhysicalAddressBits)
