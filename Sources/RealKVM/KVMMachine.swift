@@ -707,7 +707,15 @@ public final class KVMMachine {
         let r = try perform(v, Entry(rip: iret, rsp: frame, fill: Self.nonCanonical))
         switch r {
         case .exception(14, let ec, let rip, let cr2, _) where rip == gva && cr2 == gva:
-            return .pageFault(errorCode: ec ?? 0, cr2: cr2)
+            let code = ec ?? 0
+            // The target's first instruction runs; a #PF its own data access
+            // takes at the same address is not the fetch's. A fetch fault has
+            // I/D set whenever CR4.SMEP or EFER.NXE makes the CPU report it,
+            // and otherwise, at CPL 0, can only be not-present or reserved.
+            let registers = try self.registers(vcpu: v.index)
+            let reportsFetch = registers.cr4 & (1 << 20) != 0 || registers.efer & (1 << 11) != 0
+            let fetchFault = reportsFetch ? code & 0x10 != 0 : (user || code & 0x1 == 0 || code & 0x8 != 0)
+            return fetchFault ? .pageFault(errorCode: code, cr2: cr2) : .ok(value: 0)
         case .exception(13, let ec, let rip, _, _) where rip == iret || (rip == gva && !Self.isCanonical(gva)):
             // Architecturally IRETQ to a non-canonical RIP takes #GP at the
             // IRETQ; KVM (PVM) loads RIP and takes #GP at the target.

@@ -96,6 +96,7 @@ struct ConformanceTests {
             ("pvm-smap-on-mmio-fetch.scenario", .hostFlavour(.pvmSMAPOnMMIOFetch)),
             ("witness-dirty-log-across-zap.scenario", .agree),
             ("witness-noncanonical-fetch.scenario", .agree),
+            ("witness-fetch-runs-the-target.scenario", .agree),
             ("pvm-cpl0-builds-no-sptes.scenario", .agree),
             ("pvm-emulated-store-does-not-unsync.scenario", .deviation(.eferNXForced)),
           ])
