@@ -104,7 +104,7 @@ public final class NativeMachine: GuestMachine {
 
     public func writeRegister(vcpu: Int, _ register: RegisterName, _ value: UInt64) -> Bool {
         let accepted = if let paging = l1Paging[vcpu] {
-            cpus[vcpu].write(register.controlRegister, value, memory: NestedGuestMemory(host: memory, nested: paging, size: NestedReference.l2PhysicalSpace)).isAccepted
+            cpus[vcpu].write(register.controlRegister, value, memory: NestedGuestMemory(host: memory, nested: paging, size: NestedReference.l2PhysicalSpace, loadsPDPTEs: true)).isAccepted
         } else {
             cpus[vcpu].write(register.controlRegister, value, memory: memory).isAccepted
         }

@@ -80,7 +80,7 @@ public enum AccessOutcome: Sendable, Equatable {
         case .ok(let gpa, let value): "ok gpa=\(gpa.hex)" + (value.map { " value=\($0.hex)" } ?? "")
         case .pageFault(let code): "fault ec=\(code.hex)"
         case .generalProtection: "gp"
-        case .nestedFault(let fault): "\(fault.result) gpa=\(fault.guestPhysicalAddress.hex)" + (fault.information.map { " info=\($0.hex)" } ?? "")
+        case .nestedFault(let fault): "\(fault.result) gpa=\(fault.guestPhysicalAddress.hex)" + (fault.information.map { " \(fault.result.expectationKey ?? "info")=\($0.hex)" } ?? "")
         }
     }
 }

@@ -179,7 +179,7 @@ public final class ScenarioRunner {
             default: return failure("gp")
             }
         case .nestedFault(let kind, let gpa, let info):
-            let expected = kind.rawValue + (gpa.map { " gpa=\($0.hex)" } ?? "") + (info.map { " info=\($0.hex)" } ?? "")
+            let expected = kind.rawValue + (gpa.map { " gpa=\($0.hex)" } ?? "") + (info.map { " \(kind.expectationKey ?? "info")=\($0.hex)" } ?? "")
             guard case .access(_, .nestedFault(let fault)) = event, fault.result == kind,
                   gpa == nil || gpa == fault.guestPhysicalAddress, info == nil || info == fault.information
             else { return failure(expected) }

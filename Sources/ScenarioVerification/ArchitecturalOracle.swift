@@ -173,7 +173,7 @@ final class ArchitecturalOracle {
 
     func write(vcpu: Int, _ register: ControlRegister, _ value: UInt64) -> Bool {
         let result = if let paging = l1Paging[vcpu] {
-            registers[vcpu].write(register, value, memory: NestedGuestMemory(host: memory, nested: paging, size: NestedReference.l2PhysicalSpace))
+            registers[vcpu].write(register, value, memory: NestedGuestMemory(host: memory, nested: paging, size: NestedReference.l2PhysicalSpace, loadsPDPTEs: true))
         } else {
             registers[vcpu].write(register, value, memory: memory)
         }

@@ -147,7 +147,7 @@ public final class VirtualMachine {
         var new = old
         let outcome = if let l1Paging = vcpu.l1Paging {
             // An L2's PDPTEs load from L2-physical memory, through L1's nested tables.
-            new.write(register, value, memory: NestedGuestMemory(host: memory, nested: l1Paging, size: Self.l2PhysicalSpace))
+            new.write(register, value, memory: NestedGuestMemory(host: memory, nested: l1Paging, size: Self.l2PhysicalSpace, loadsPDPTEs: true))
         } else {
             new.write(register, value, memory: memory)
         }

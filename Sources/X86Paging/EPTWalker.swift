@@ -21,11 +21,35 @@ public struct EPTPointer: RawRepresentable, Hashable, Sendable, CustomStringConv
 public struct NestedAccess: Hashable, Sendable {
     public var kind: MemoryAccess.Kind
     /// An access to a guest paging-structure entry (not the final address).
+    /// A `.write` of one is the walk's update of an accessed or dirty flag.
     public var pagingStructure: Bool
+    /// A load of the guest's PDPTE registers by a MOV to CR0/CR3/CR4 (PAE
+    /// paging under EPT): a read of paging structures with no linear address,
+    /// which EPT treats as a read even when its accessed/dirty flags are on
+    /// (SDM Vol. 3C, "EPT Violations"; it sets no EPT dirty flag).
+    public var pdpteLoad: Bool
 
     public init(_ kind: MemoryAccess.Kind, pagingStructure: Bool = false) {
         self.kind = kind
         self.pagingStructure = pagingStructure
+        self.pdpteLoad = false
+    }
+
+    /// The read of a PDPTE register's entry at a MOV to a control register.
+    public static let pdpteRegisterLoad: NestedAccess = {
+        var access = NestedAccess(.read, pagingStructure: true)
+        access.pdpteLoad = true
+        return access
+    }()
+
+    /// Whether EPT judges this access as a read and a write: the update of a
+    /// guest accessed/dirty flag (a locked read-modify-write), and with EPT
+    /// accessed/dirty flags on, every access to guest paging structures but
+    /// a PDPTE register load (SDM Vol. 3C "EPT Violations"; kvm-unit-tests
+    /// `ept_access_test_paddr_*`).
+    @inlinable
+    public func isReadWriteUnderEPT(accessedDirtyEnabled: Bool) -> Bool {
+        pagingStructure && !pdpteLoad && (kind == .write || accessedDirtyEnabled)
     }
 }
 
@@ -79,14 +103,19 @@ public enum EPTWalker {
         linearAddressValid: Bool = true, tracer: inout Tracer
     ) -> NestedTranslation {
         let addressMask = bitRange(maxPhysicalAddressBits - 1, 12)
-        let treatAsWrite = access.kind == .write || (access.pagingStructure && eptp.accessedDirtyEnabled)
-        var qualification: UInt64 = switch access.kind {
-        case .read: 1
-        case .write: 2
-        case .fetch: 4
+        let readWrite = access.isReadWriteUnderEPT(accessedDirtyEnabled: eptp.accessedDirtyEnabled)
+        // Bits 0-2 of the qualification, and the rights the access needs.
+        let needed: UInt64 = if readWrite { 3 } else {
+            switch access.kind {
+            case .read: 1
+            case .write: 2
+            case .fetch: 4
+            }
         }
-        if access.pagingStructure, eptp.accessedDirtyEnabled { qualification |= 3 }
-        if linearAddressValid { qualification |= 1 << 7 | (access.pagingStructure ? 0 : 1 << 8) }
+        // The EPT dirty flag: a data write, and every judged-as-write access.
+        let setsDirty = readWrite || (access.kind == .write && !access.pagingStructure)
+        var qualification = needed
+        if linearAddressValid, !access.pdpteLoad { qualification |= 1 << 7 | (access.pagingStructure ? 0 : 1 << 8) }
         var table = eptp.root(maxPhysicalAddressBits: maxPhysicalAddressBits)
         var level = eptp.levels
         // 4-level EPT translates 48 bits of guest-physical address, 5-level 57:
@@ -129,12 +158,6 @@ public enum EPTWalker {
                 let offsetMask: UInt64 = (1 << UInt64(shift)) - 1
                 let base = entry & addressMask & ~offsetMask
                 tracer.record(WalkStep(level: level, source: .memory(entryAddress), entry: entry, entrySize: 8, decision: .page(base: base, shift: shift)))
-                var needed: UInt64 = switch access.kind {
-                case .read: 1
-                case .write: 2
-                case .fetch: 4
-                }
-                if access.pagingStructure, eptp.accessedDirtyEnabled { needed |= 3 }
                 if rights & needed != needed {
                     return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .eptViolation(qualification: qualification | rights << 3)))
                 }
@@ -142,7 +165,7 @@ public enum EPTWalker {
                     for index in 0..<pathLength {
                         let address = pathAddresses[index], old = pathEntries[index]
                         var new = old | EPTEntry.accessed.rawValue
-                        if index == pathLength - 1, treatAsWrite { new |= EPTEntry.dirty.rawValue }
+                        if index == pathLength - 1, setsDirty { new |= EPTEntry.dirty.rawValue }
                         if new != old {
                             memory.store(address, width: 8, new)
                             tracer.record(AccessedDirtyUpdate(address: address, entrySize: 8, old: old, new: new))

@@ -24,14 +24,15 @@ public enum NestedPaging: Hashable, Sendable {
                 let code: UInt64 = (kind == .write ? 2 : 0) | 4 | (kind == .fetch && host.executeDisableEnabled ? 0x10 : 0)
                 return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: code | stage)))
             }
-            switch Walker.walk(gpa, MemoryAccess(kind, .user), registers: host, memory: memory, tracer: &tracer) {
+            switch Walker.walkPhysical(gpa, MemoryAccess(kind, .user), registers: host, memory: memory, tracer: &tracer) {
             case .translated(let translation):
                 return .translated(
                     hostPhysicalAddress: translation.physicalAddress, pageShift: translation.pageShift, writable: translation.rights.writable)
             case .pageFault(let code):
                 return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: code.rawValue | stage)))
             case .generalProtection:
-                preconditionFailure("every guest-physical address in range is canonical for the nested tables")
+                // A physical walk has no canonical check; never taken.
+                return .fault(NestedFault(guestPhysicalAddress: gpa, kind: .nestedPageFault(exitInfo1: 4 | stage)))
             }
         }
     }
@@ -131,7 +132,7 @@ public struct SecondStageTranslation: Hashable, Sendable {
 /// does); stores there are dropped.
 ///
 /// Also the view through which an Intel CPU loads a nested guest's PDPTE
-/// registers at MOV CR3 under EPT.
+/// registers at MOV CR3 under EPT (`loadsPDPTEs`): those loads are reads.
 public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
     @usableFromInline let host: Host
     @usableFromInline let nested: NestedPaging
@@ -144,12 +145,15 @@ public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
     @usableFromInline var referenceCount = 0
     /// When set, every second-stage translation of a paging-structure access is appended.
     @usableFromInline var recorded: [SecondStageTranslation]?
+    /// Loads through this view are PDPTE register loads, not a walk's reads.
+    @usableFromInline let loadsPDPTEs: Bool
 
     @inlinable
-    public init(host: Host, nested: NestedPaging, size: UInt64) {
+    public init(host: Host, nested: NestedPaging, size: UInt64, loadsPDPTEs: Bool = false) {
         self.host = host
         self.nested = nested
         self.size = size
+        self.loadsPDPTEs = loadsPDPTEs
     }
 
     /// One second-stage translation, counted (and recorded when recording).
@@ -166,7 +170,8 @@ public final class NestedGuestMemory<Host: PhysicalMemory>: PhysicalMemory {
     @inlinable
     func hostAddress(_ gpa: UInt64, write: Bool) -> UInt64? {
         guard firstFault == nil else { return nil }
-        switch translate(gpa, NestedAccess(write ? .write : .read, pagingStructure: true)) {
+        let access = write ? NestedAccess(.write, pagingStructure: true) : loadsPDPTEs ? .pdpteRegisterLoad : NestedAccess(.read, pagingStructure: true)
+        switch translate(gpa, access) {
         case .translated(let hpa, _, _): return hpa
         case .fault(let nestedFault):
             firstFault = nestedFault
@@ -226,7 +231,7 @@ extension NestedPaging {
     public func judgedKind(_ access: NestedAccess) -> MemoryAccess.Kind {
         switch self {
         case .npt: access.pagingStructure ? .write : access.kind
-        case .ept(let eptp, _): access.pagingStructure && eptp.accessedDirtyEnabled ? .write : access.kind
+        case .ept(let eptp, _): access.isReadWriteUnderEPT(accessedDirtyEnabled: eptp.accessedDirtyEnabled) ? .write : access.kind
         }
     }
 

@@ -22,10 +22,32 @@ public enum Walker {
         _ address: UInt64, _ access: MemoryAccess, registers: ControlRegisters, memory: Memory,
         setAccessedDirty: Bool = true, tracer: inout Tracer
     ) -> WalkResult {
-        let mode = registers.mode
-        guard mode.isCanonical(address) else { return .generalProtection }
-        let linear = registers.linearAddress(address)
-        switch mode {
+        guard registers.mode.isCanonical(address) else { return .generalProtection }
+        return walkTables(registers.linearAddress(address), access, registers: registers, memory: memory,
+                          setAccessedDirty: setAccessedDirty, tracer: &tracer)
+    }
+
+    /// Translates a guest-physical address through nested page tables in the
+    /// host's own format (AMD NPT, nCR3 in `registers.cr3`). A physical
+    /// address is neither canonical nor not: its bits index the tables as
+    /// they are, so the caller must first check that it fits their width
+    /// (32 bits for legacy tables, 48 for 4-level, 57 for 5-level); the
+    /// result is never `.generalProtection`.
+    @inlinable
+    public static func walkPhysical<Memory: PhysicalMemory, Tracer: WalkTracer>(
+        _ physicalAddress: UInt64, _ access: MemoryAccess, registers: ControlRegisters, memory: Memory, tracer: inout Tracer
+    ) -> WalkResult {
+        walkTables(physicalAddress, access, registers: registers, memory: memory, setAccessedDirty: true, tracer: &tracer)
+    }
+
+    /// The walk of the tables themselves, for an address already reduced to
+    /// what indexes them.
+    @inlinable
+    static func walkTables<Memory: PhysicalMemory, Tracer: WalkTracer>(
+        _ linear: UInt64, _ access: MemoryAccess, registers: ControlRegisters, memory: Memory,
+        setAccessedDirty: Bool, tracer: inout Tracer
+    ) -> WalkResult {
+        switch registers.mode {
         case .none:
             return .translated(Translation(
                 linearAddress: linear, physicalAddress: linear, pageShift: 12, rights: .unrestricted,
