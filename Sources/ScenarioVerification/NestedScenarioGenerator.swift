@@ -132,19 +132,19 @@ public struct NestedScenarioGenerator {
             sets.append(set)
         }
         var vcpus = 1
+        var l2State = L2State()
         var current = 0  // the active table set
         var vcpu = 0
-        func everyVCPU(_ line: String) {
-            for index in 0..<vcpus {
-                if vcpus > 1 { lines.append("vcpu \(index)") }
-                lines.append(line)
-            }
-            if vcpus > 1 { lines.append("vcpu \(vcpu)") }
-        }
+        func everyVCPU(_ line: String) { lines += Self.onEveryVCPU(line, vcpus: vcpus, current: vcpu) }
         for line in guest.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
             if line.hasPrefix("machine ") {
                 vcpus = line.contains("vcpus=2") ? 2 : 1
-                lines.append(line.split(separator: " ").map { $0 == "memory=16M" ? "memory=32M" : String($0) }.joined(separator: " "))
+                // Half the guests get MAXPHYADDR 52, so that L2's entries can name
+                // L2-physical addresses up to 2^52 (wideAddressEpisode).
+                let wide = random.next(below: 2) == 0
+                lines.append(line.split(separator: " ").map {
+                    $0 == "memory=16M" ? "memory=32M" : wide && $0.hasPrefix("maxphyaddr=") ? "maxphyaddr=52" : String($0)
+                }.joined(separator: " "))
                 continue
             }
             if line.hasPrefix("mmu ") {
@@ -157,8 +157,18 @@ public struct NestedScenarioGenerator {
             }
             if line.hasPrefix("vcpu ") { vcpu = Int(line.dropFirst(5)) ?? 0 }
             lines.append(line)
+            l2State.observe(line)
             let isAccess = line.hasPrefix("read ") || line.hasPrefix("write ") || line.hasPrefix("fetch ")
-            guard isAccess, random.next(below: 5) == 0 else { continue }
+            guard isAccess else { continue }
+            if random.next(below: 8) == 0 {
+                lines += wideAddressEpisode(&random, l2State, vcpus: vcpus, current: vcpu)
+                continue
+            }
+            if l2 == .pae, random.next(below: 12) == 0 {
+                lines += pdptProtectionEpisode(&random, sets[current], l2State, vcpus: vcpus, current: vcpu)
+                continue
+            }
+            guard random.next(below: 5) == 0 else { continue }
             // L1 looks at a nested entry: the accessed/dirty flags L0 set for it must be the architecture's.
             let watched = sets[current].leafTable + (0x100 + random.next(below: 0x20)) * UInt64(sets[current].entrySize)
             lines.append("peek \(hex(watched))" + (sets[current].entrySize == 4 ? " width=4" : ""))
@@ -173,7 +183,21 @@ public struct NestedScenarioGenerator {
                 // Edit one nested entry of the 4 KiB region: L2's tables live in
                 // [0x10000, 0x40000), its data in [0x100000, 0x120000).
                 let set = sets[current]
-                let page: UInt64 = random.next(below: 3) == 0 ? 0x10 + random.next(below: 0x30) : 0x100 + random.next(below: 0x20)
+                // L2's tables are in pages 0x10-0x19: half the table edits hit one,
+                // so that L2's walks (and their accessed/dirty flag updates) meet
+                // read-only, execute-only and missing nested pages.
+                let page: UInt64 = switch random.next(below: 6) {
+                case 0: 0x10 + random.next(below: 0x30)
+                case 1: 0x10 + random.next(below: 0xa)
+                default: 0x100 + random.next(below: 0x20)
+                }
+                if set.ept, random.next(below: 10) == 0 {
+                    // Execute-only (no read): an EPT misconfiguration on a CPU without
+                    // execute-only support, as this project models it.
+                    lines.append("store \(hex(set.leafTable + page * 8)) \(hex(page << 12 | 4 | 6 << 3))")
+                    everyVCPU("nested flush")
+                    continue
+                }
                 let value: UInt64 = switch random.next(below: 7) {
                 case 0: set.leaf((0x100 + random.next(below: 0x20)) << 12)
                 // Hostile: map one of L1's own nested tables into L2's space — read-only:
@@ -211,6 +235,87 @@ public struct NestedScenarioGenerator {
 }
 
 private func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
+
+extension NestedScenarioGenerator {
+    /// What the nested generator knows of L2 from the guest's own lines: the
+    /// value each L2 paging-structure entry was last given, and L2's CR3.
+    struct L2State {
+        var entries: [UInt64: UInt64] = [:]
+        var cr3: UInt64?
+
+        mutating func observe(_ line: String) {
+            let words = line.split(separator: " ")
+            if words.first == "cr3", words.count >= 2, let value = UInt64(words[1].dropFirst(2), radix: 16) { cr3 = value }
+            guard words.count >= 3, words[0] == "poke" || words[0] == "store",
+                  let address = UInt64(words[1].dropFirst(2), radix: 16), let value = UInt64(words[2].dropFirst(2), radix: 16),
+                  address >= 0x10000, address < 0x1a000
+            else { return }
+            entries[address] = value
+        }
+    }
+
+    /// L2-physical addresses across the whole width of every second-stage
+    /// format (issue 10): an L2 entry of the guest's region A (a PTE, or the
+    /// PDE above its table) is pointed at an address at a boundary — above
+    /// 4 GiB (a legacy-mode L1's tables end there), in [2^47, 2^48) (where a
+    /// linear-address walker would see a sign bit), at 2^48 (beyond 4-level
+    /// tables), just below 2^52 — then L2 uses the address it maps and the
+    /// entry is put back. An address above L2's MAXPHYADDR sets reserved bits
+    /// in L2's entry (its own #PF); below, the second stage decides.
+    func wideAddressEpisode(_ random: inout SplitMix64, _ l2State: L2State, vcpus: Int, current: Int) -> [String] {
+        guard l2 != .nonpaging else { return [] }
+        var lines: [String] = []
+        func everyVCPU(_ line: String) { lines += Self.onEveryVCPU(line, vcpus: vcpus, current: current) }
+        let layout = ScenarioGenerator.Layout.self
+        let entrySize: UInt64 = l2 == .bits32 || l2 == .bits32PSE ? 4 : 8
+        guard entrySize == 8 else { return [] }  // 32-bit entries cannot name an address above 4 GiB (PSE-36 aside)
+        let index = random.next(below: UInt64(16))
+        let linear = (1 << 21) + index << 12  // region A: PD index 1, PT_A entry `index`
+        let wide: [UInt64] = [1 << 32, 1 << 47, (1 << 48) - 0x1000, 1 << 48, (1 << 52) - 0x1000]
+        let gpa = wide[random.next(below: wide.count)] + (random.next(below: 2) == 0 ? 0 : random.next(below: UInt64(64)) << 12)
+        let pte = layout.ptA + index * entrySize, pde = layout.pd0 + entrySize
+        let (address, original) = random.next(below: 3) == 0
+            ? (pde, l2State.entries[pde] ?? (layout.ptA | 0x27))
+            : (pte, l2State.entries[pte] ?? 0)
+        let flags: UInt64 = 0x27 | (random.next(below: 2) == 0 ? 0x40 : 0)
+        lines.append("store \(hex(address)) \(hex(gpa & ~0xfff | flags))")
+        everyVCPU("invlpg \(hex(linear))")
+        let accesses = ["read", "write", "fetch"]
+        lines.append("\(accesses[random.next(below: accesses.count)]) \(hex(linear))\(random.next(below: 2) == 0 ? " user" : "")")
+        lines.append("store \(hex(address)) \(hex(original))")
+        everyVCPU("invlpg \(hex(linear))")
+        return lines
+    }
+
+    /// A PAE L2 whose PDPT sits on a read-only or missing nested page (issue
+    /// 10): L1 changes the nested entry of L2's current PDPT page, L2 reloads
+    /// CR3 (loading its PDPTE registers through the second stage: reads) and
+    /// uses its tables, and L1 gives the page back.
+    func pdptProtectionEpisode(_ random: inout SplitMix64, _ set: TableSet, _ l2State: L2State, vcpus: Int, current: Int) -> [String] {
+        guard let cr3 = l2State.cr3 else { return [] }
+        let page = cr3 >> 12
+        guard page >= 0x10, page < 0x1a else { return [] }
+        var lines: [String] = []
+        func everyVCPU(_ line: String) { lines += Self.onEveryVCPU(line, vcpus: vcpus, current: current) }
+        let entry = set.leafTable + page * UInt64(set.entrySize), width = set.entrySize == 4 ? " width=4" : ""
+        let original = set.leaf(page << 12)
+        let protected = random.next(below: 2) == 0 ? set.leaf(page << 12, writable: false) : 0
+        lines.append("store \(hex(entry)) \(hex(protected))\(width)")
+        everyVCPU("nested flush")
+        lines.append("cr3 \(hex(cr3))")
+        lines.append("read \(hex((1 << 21) + random.next(below: UInt64(16)) << 12))")
+        lines.append("store \(hex(entry)) \(hex(original))\(width)")
+        everyVCPU("nested flush")
+        lines.append("cr3 \(hex(cr3))")
+        return lines
+    }
+
+    /// `line` on every vCPU, then back to vCPU `current`.
+    static func onEveryVCPU(_ line: String, vcpus: Int, current: Int) -> [String] {
+        guard vcpus > 1 else { return [line] }
+        return (0..<vcpus).flatMap { ["vcpu \($0)", line] } + ["vcpu \(current)"]
+    }
+}
 
 /// What a fuzz run generates: guests in one paging mode, or nested guests
 /// whose L1 uses one kind of nested paging (their L2's mode varies with the seed).
