@@ -37,6 +37,9 @@ let package = Package(
             path: "Benchmarks/X86PagingBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
+        // The plain-C baseline of trace replay (issue 14): the same job as
+        // `shadowmmu workload --trace`, over the same file.
+        .target(name: "CTraceReplay", path: "Support/CTraceReplay", cSettings: [.unsafeFlags(["-O2"])]),
         // glibc's mallinfo2, for the memory-per-shadow-page figures.
         .target(name: "CHeapUsage", path: "Support/CHeapUsage"),
         // Guests for the benchmarks and the profiling driver: page tables
@@ -56,6 +59,8 @@ let package = Package(
             name: "ShadowMMUBenchmarks",
             dependencies: [
                 "BenchmarkGuests",
+                "CTraceReplay",
+                .product(name: "GuestWorkloads", package: shadowMMUPackage),
                 .product(name: "ShadowMMU", package: shadowMMUPackage),
                 .product(name: "VirtualMachine", package: shadowMMUPackage),
                 .product(name: "X86Paging", package: shadowMMUPackage),

@@ -46,32 +46,56 @@ public struct LackeyTrace: Sendable, Equatable {
     /// The largest access size accepted (a `fxsave`-sized access fits).
     public static let maximumSize = 4096
 
+    /// Parses a whole trace held in memory (small traces and tests; a file
+    /// is read with `LackeyTraceReader`, which never holds it).
     public static func parse(_ text: String, fileName: String) throws(ScenarioError) -> LackeyTrace {
+        var bytes = Array(text.utf8)
         var records: [Record] = []
-        var lineNumber = 0
-        for line in text.utf8.split(separator: 0x0a, omittingEmptySubsequences: false) {
-            lineNumber += 1
-            if let record = try parseLine(Array(line), line: lineNumber, fileName: fileName) { records.append(record) }
+        var scanner = LackeyLineScanner(fileName: fileName)
+        try bytes.withUnsafeMutableBufferPointer { (buffer) throws(ScenarioError) in
+            var start = 0
+            while start <= buffer.count {
+                var end = start
+                while end < buffer.count, buffer[end] != 0x0a { end += 1 }
+                if end == buffer.count, start == end { break }
+                if let record = try scanner.scan(UnsafeBufferPointer(rebasing: buffer[start..<end])) { records.append(record) }
+                start = end + 1
+            }
         }
+        try scanner.finish()
         return LackeyTrace(fileName: fileName, records: records)
     }
 
-    static func parseLine(_ bytes: [UInt8], line: Int, fileName: String) throws(ScenarioError) -> Record? {
+    /// Parses one line (without its newline) as a record; nil for a line
+    /// that is not one (Valgrind's messages, the program's output).
+    static func parseLine(_ bytes: UnsafeBufferPointer<UInt8>, line: Int, fileName: String) throws(ScenarioError) -> Record? {
         func isBlank(_ byte: UInt8) -> Bool { byte == 0x20 || byte == 0x09 || byte == 0x0d }
-        func column(_ index: Int) -> Int { String(decoding: bytes[..<index], as: UTF8.self).count + 1 }
+        func column(_ index: Int) -> Int {
+            // Columns count characters: the common all-ASCII prefix is its length.
+            let prefix = UnsafeBufferPointer(rebasing: bytes[..<index])
+            return prefix.allSatisfy { $0 < 0x80 } ? index + 1 : String(decoding: prefix, as: UTF8.self).count + 1
+        }
         func word(at index: Int) -> String {
             var end = index
             while end < bytes.count, !isBlank(bytes[end]) { end += 1 }
-            return end == index ? "end of line" : "'" + String(decoding: bytes[index..<end], as: UTF8.self) + "'"
+            return end == index ? "end of line" : "'" + String(decoding: UnsafeBufferPointer(rebasing: bytes[index..<end]), as: UTF8.self) + "'"
         }
         func failure(_ expected: String, at index: Int) -> ScenarioError {
             ScenarioError(file: fileName, line: line, column: column(index), message: "expected \(expected), found \(index < bytes.count ? word(at: index) : "end of line")")
         }
 
-        if bytes.starts(with: [0x3d, 0x3d]) { return nil }  // "==pid== …"
+        if bytes.count >= 2, bytes[0] == 0x3d, bytes[1] == 0x3d { return nil }  // "==pid== …"
         var index = 0
         while index < bytes.count, isBlank(bytes[index]) { index += 1 }
-        guard index < bytes.count, let kind = Kind(rawValue: String(UnicodeScalar(bytes[index]))) else { return nil }
+        guard index < bytes.count else { return nil }
+        let kind: Kind
+        switch bytes[index] {
+        case 0x49: kind = .instruction  // I
+        case 0x4c: kind = .load         // L
+        case 0x53: kind = .store        // S
+        case 0x4d: kind = .modify       // M
+        default: return nil
+        }
         // A record letter must stand alone ("Starting…" is program output).
         let letter = index
         index += 1
@@ -114,6 +138,7 @@ public struct LackeyTrace: Sendable, Equatable {
         return Record(kind: kind, address: address, size: size, line: line, column: column(addressStart))
     }
 
+    @inline(__always)
     static func hexDigit(_ byte: UInt8) -> UInt8? {
         switch byte {
         case 0x30...0x39: byte - 0x30
@@ -121,5 +146,46 @@ public struct LackeyTrace: Sendable, Equatable {
         case 0x61...0x66: byte - 0x61 + 10
         default: nil
         }
+    }
+}
+
+/// The line-by-line rules shared by the in-memory parser and the streaming
+/// reader: line numbers, records, and the refusals of a file that is not a
+/// Lackey trace — one whose first line is neither a Valgrind message
+/// (`==PID== …`) nor a record (a scenario, a binary, a log of something
+/// else), and one with no records at all (Lackey run without
+/// `--trace-mem=yes`, or an empty file).
+struct LackeyLineScanner {
+    let fileName: String
+    private(set) var line = 0
+    private(set) var records = 0
+    private var sawFirstLine = false
+
+    init(fileName: String) { self.fileName = fileName }
+
+    mutating func scan(_ bytes: UnsafeBufferPointer<UInt8>) throws(ScenarioError) -> LackeyTrace.Record? {
+        line += 1
+        let record = try LackeyTrace.parseLine(bytes, line: line, fileName: fileName)
+        if !sawFirstLine, bytes.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0d }) {
+            sawFirstLine = true
+            let valgrind = bytes.count >= 2 && bytes[0] == 0x3d && bytes[1] == 0x3d
+            guard valgrind || record != nil else {
+                let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<min(bytes.count, 40)]), as: UTF8.self)
+                throw ScenarioError(
+                    file: fileName, line: line, column: 1,
+                    message: "expected a Lackey trace (lines '==PID== …' and records like ' L 04f6b868,8', as valgrind --tool=lackey --trace-mem=yes writes), found '\(text)'")
+            }
+        }
+        if record != nil { records += 1 }
+        return record
+    }
+
+    /// At the end of the input: a trace without records is refused.
+    func finish() throws(ScenarioError) {
+        guard records == 0 else { return }
+        let found = sawFirstLine ? "\(line) lines and no I/L/S/M records" : "an empty file"
+        throw ScenarioError(
+            file: fileName, line: max(line, 1), column: 1,
+            message: "expected memory-access records (record the trace with valgrind --tool=lackey --trace-mem=yes --log-file=FILE PROGRAM), found \(found)")
     }
 }

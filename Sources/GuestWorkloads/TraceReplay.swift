@@ -13,51 +13,115 @@ import ScenarioRuntime
 /// code page or a fetch from a data page faults once and the kernel widens
 /// that page's rights (counted as a permission upgrade).
 public enum TraceReplay {
-    /// Checks that every access fits in the user half of `mode`'s guest.
-    public static func validate(_ trace: LackeyTrace, mode: GuestPagingLayout.Mode) throws(ScenarioError) {
-        let layout = GuestPagingLayout(mode: mode)
-        if let record = trace.records.first(where: { $0.address + UInt64($0.size) > layout.userTop }) {
-            let advice = mode.isLongMode ? "a trace of a user program on a 64-bit Linux stays below it" : "replay it with --mode 4-level or --mode 5-level"
-            throw ScenarioError(
-                file: trace.fileName, line: record.line, column: record.column,
-                message: "expected an address in the user half of a \(mode) guest (below \(layout.userTop.hex)), found \(record.address.hex): \(advice)")
-        }
+    /// What a first pass over a trace learns: it parses, every access fits
+    /// the guest, how many records and distinct pages it has (the guest's
+    /// memory is sized from them). Nothing is kept of the records themselves.
+    public struct Survey: Sendable, Equatable {
+        public var fileName: String
+        public var records: Int
+        public var pages: Int
     }
 
-    /// Replays `trace`; progress is reported as (records done, records in all).
+    /// Reads `stream` to its end, checking every record against `mode`'s user half.
+    public static func survey(_ stream: inout some LackeyRecordStream, fileName: String, mode: GuestPagingLayout.Mode) throws(ScenarioError) -> Survey {
+        let layout = GuestPagingLayout(mode: mode)
+        var pages = Set<UInt64>()
+        // Pages seen lately (direct-mapped): most records touch one of a few pages.
+        var recent = [UInt64](repeating: .max, count: 256)
+        var records = 0
+        while let record = try stream.nextRecord() {
+            records += 1
+            guard record.address + UInt64(record.size) <= layout.userTop else {
+                let advice = mode.isLongMode ? "a trace of a user program on a 64-bit Linux stays below it" : "replay it with --mode 4-level or --mode 5-level"
+                throw ScenarioError(
+                    file: fileName, line: record.line, column: record.column,
+                    message: "expected an address in the user half of a \(mode) guest (below \(layout.userTop.hex)), found \(record.address.hex): \(advice)")
+            }
+            for page in stride(from: record.address >> 12, through: (record.address + UInt64(record.size) - 1) >> 12, by: 1)
+            where recent[Int(truncatingIfNeeded: page & 255)] != page {
+                pages.insert(page)
+                recent[Int(truncatingIfNeeded: page & 255)] = page
+            }
+        }
+        return Survey(fileName: fileName, records: records, pages: pages.count)
+    }
+
+    /// Checks that every access of a parsed trace fits in the user half of `mode`'s guest.
+    public static func validate(_ trace: LackeyTrace, mode: GuestPagingLayout.Mode) throws(ScenarioError) {
+        var records = LackeyTrace.Records(trace)
+        _ = try survey(&records, fileName: trace.fileName, mode: mode)
+    }
+
+    /// Replays the trace file at `path` in two streaming passes (the survey,
+    /// then the replay): memory does not grow with the trace's length.
+    public static func replayFile(
+        _ path: String, options: WorkloadOptions,
+        progress: ((Int, Int) -> Void)? = nil, log: ((String) -> Void)? = nil
+    ) throws(ScenarioError) -> WorkloadRun {
+        var first = try LackeyTraceReader(path: path)
+        let survey = try survey(&first, fileName: path, mode: options.mode)
+        var second = try LackeyTraceReader(path: path)
+        return try run(&second, survey: survey, options: options, progress: progress, log: log)
+    }
+
+    /// Replays a parsed trace (it must have passed `validate`).
     public static func run(
         _ trace: LackeyTrace, options: WorkloadOptions,
         progress: ((Int, Int) -> Void)? = nil, log: ((String) -> Void)? = nil
     ) -> WorkloadRun {
-        let layout = GuestPagingLayout(mode: options.mode)
-        var pages = Set<UInt64>()
-        for record in trace.records {
-            for page in stride(from: record.address >> 12, through: (record.address + UInt64(record.size) - 1) >> 12, by: 1) { pages.insert(page) }
+        var records = LackeyTrace.Records(trace)
+        let survey = (try? survey(&records, fileName: trace.fileName, mode: options.mode))
+            ?? Survey(fileName: trace.fileName, records: trace.records.count, pages: trace.records.count)
+        records = LackeyTrace.Records(trace)
+        do {
+            return try run(&records, survey: survey, options: options, progress: progress, log: log)
+        } catch {
+            preconditionFailure("a parsed trace has no parse errors: \(error)")
         }
+    }
+
+    /// Replays `stream`, whose `survey` was taken; progress is reported as
+    /// (records done, records in all). A parse error can only come from a
+    /// trace that changed since its survey; it ends the replay.
+    public static func run(
+        _ stream: inout some LackeyRecordStream, survey: Survey, options: WorkloadOptions,
+        progress: ((Int, Int) -> Void)? = nil, log: ((String) -> Void)? = nil
+    ) throws(ScenarioError) -> WorkloadRun {
+        let layout = GuestPagingLayout(mode: options.mode)
         // Room for every page and its tables, with the kernel's share.
-        var memory = 32 << 20 + UInt64(pages.count) * 8192
+        var memory = 32 << 20 + UInt64(survey.pages) * 8192
         memory = max(64 << 20, (memory + (32 << 20) - 1) & ~((32 << 20) - 1))
         memory = min(memory, layout.maximumMemory)
 
         var counters = Counters()
+        var parseError: ScenarioError?
         let run = Workload.session(
-            title: "trace \(trace.fileName)", options: options, memory: memory, hugeFrames: 0, log: log,
-            header: ["replay of the memory trace \(trace.fileName) (\(trace.records.count) records) --mode \(options.mode)",
+            title: "trace \(survey.fileName)", options: options, memory: memory, hugeFrames: 0, log: log,
+            header: ["replay of the memory trace \(survey.fileName) (\(survey.records) records) --mode \(options.mode)",
                      "written by `shadowmmu workload --trace`: each access followed by its result"],
             trace: { counters.all }
         ) { kernel throws(KernelPanic) in
             let process = try kernel.spawnTracedProgram()
             try kernel.switchTo(process)
-            let report = max(1, trace.records.count / 200)
-            for (index, record) in trace.records.enumerated() {
+            let report = max(1, survey.records / 200)
+            while true {
+                let record: LackeyTrace.Record
+                do throws(ScenarioError) {
+                    guard let next = try stream.nextRecord() else { break }
+                    record = next
+                } catch {
+                    parseError = error
+                    break
+                }
                 counters.records += 1
                 try replay(record, kernel: kernel, counters: &counters)
-                if index % report == 0 || index == trace.records.count - 1 { progress?(index + 1, trace.records.count) }
+                if counters.records % report == 0 || counters.records == survey.records { progress?(counters.records, survey.records) }
             }
             counters.codePages = process.process.space.mappings.values.filter { $0.executable && !$0.writable }.count
             counters.pagesTouched = process.process.space.mappings.count
             counters.dataPages = counters.pagesTouched - counters.codePages
         }
+        if let parseError { throw parseError }
         return run
     }
 
@@ -119,5 +183,29 @@ extension GuestKernel {
         counters.processesCreated += 1
         recorder.comment("spawn pid \(process.pid): the traced program")
         return GuestProcessHandle(process)
+    }
+}
+
+/// Records one at a time: a trace file streamed (`LackeyTraceReader`) or a
+/// trace parsed in memory (`LackeyTrace.Records`).
+public protocol LackeyRecordStream {
+    mutating func nextRecord() throws(ScenarioError) -> LackeyTrace.Record?
+}
+
+extension LackeyTraceReader: LackeyRecordStream {
+    public func nextRecord() throws(ScenarioError) -> LackeyTrace.Record? { try next() }
+}
+
+extension LackeyTrace {
+    /// The records of a parsed trace, as a stream.
+    public struct Records: LackeyRecordStream {
+        let records: [Record]
+        var index = 0
+        public init(_ trace: LackeyTrace) { records = trace.records }
+        public mutating func nextRecord() -> Record? {
+            guard index < records.count else { return nil }
+            defer { index += 1 }
+            return records[index]
+        }
     }
 }

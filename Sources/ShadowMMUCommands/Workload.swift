@@ -104,15 +104,13 @@ struct WorkloadCommand: ParsableCommand {
 
         let result: WorkloadRun
         if let trace {
-            let parsed: LackeyTrace
             do {
-                parsed = try loadTrace(trace)
-                try TraceReplay.validate(parsed, mode: options.mode)
+                result = try TraceReplay.replayFile(trace, options: options, progress: { progress.update("trace \(trace)", done: $0, total: $1) }, log: log)
             } catch {
+                progress.clear()
                 OutputStream.standardError.writeLine("\(error.description)")
                 throw ExitCode(2)
             }
-            result = TraceReplay.run(parsed, options: options, progress: { progress.update("trace \(trace)", done: $0, total: $1) }, log: log)
         } else {
             let name = WorkloadName(rawValue: name!)!
             result = Workload.run(name, options: options, progress: { progress.update("workload \(name)", done: $0, total: $1) }, log: log)
@@ -178,13 +176,5 @@ struct WorkloadCommand: ParsableCommand {
         }
         progress.clear()
         return lines
-    }
-
-    func loadTrace(_ path: String) throws(ScenarioError) -> LackeyTrace {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let reason = FileManager.default.fileExists(atPath: path) ? "a file that cannot be read" : "no such file"
-            throw ScenarioError(file: path, line: 1, column: 1, message: "expected a readable trace file (valgrind --tool=lackey --trace-mem=yes --log-file=FILE PROGRAM writes one), found \(reason)")
-        }
-        return try LackeyTrace.parse(String(decoding: data, as: UTF8.self), fileName: path)
     }
 }

@@ -162,3 +162,94 @@ private func userAccesses(_ run: WorkloadRun) -> [String] {
         }
     }
 }
+
+// MARK: Streaming
+
+@Suite struct LackeyTraceStreaming {
+    static func write(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("trace-\(UInt64.random(in: 0...UInt64.max)).lackey").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func readAll(_ path: String) throws -> [LackeyTrace.Record] {
+        let reader = try LackeyTraceReader(path: path)
+        var records: [LackeyTrace.Record] = []
+        while let record = try reader.next() { records.append(record) }
+        return records
+    }
+
+    /// Several chunks' worth of records, program output and a line longer
+    /// than a chunk: the reader gives exactly what the in-memory parser gives.
+    @Test func theReaderAgreesWithTheParserAcrossChunks() throws {
+        var random = SplitMix64(seed: 77)
+        var lines = ["==7== Lackey, an example Valgrind tool"]
+        for index in 0..<150_000 {
+            let kind = ["I ", " L", " S", " M"][Int(random.next() % 4)]
+            lines.append("\(kind) \(String(random.next() >> 20, radix: 16)),\(1 + random.next() % 8)")
+            if index == 70_000 { lines.append(String(repeating: "program output ", count: 100_000)) }
+            if index % 9_999 == 0 { lines.append("hello from the program") }
+        }
+        let text = lines.joined(separator: "\n")  // no final newline
+        let path = try Self.write(text)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(FileManager.default.fileExists(atPath: path))
+        let streamed = try Self.readAll(path)
+        let parsed = try LackeyTrace.parse(text, fileName: path).records
+        #expect(streamed.count == 150_000)
+        #expect(streamed == parsed)
+    }
+
+    @Test func anErrorDeepInAFileNamesItsLine() throws {
+        let text = "==1== Lackey\n" + String(repeating: " L 1000,8\n", count: 200_000) + " S 1000,zz\n"
+        let path = try Self.write(text)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: ScenarioError(file: path, line: 200_002, column: 9, message: "expected a size in bytes (decimal) after ',', found 'zz'")) {
+            _ = try Self.readAll(path)
+        }
+    }
+
+    /// What is not a Lackey trace is refused with the reason: an empty file,
+    /// a log without records (Lackey run without --trace-mem=yes), a scenario
+    /// passed as a trace, random bytes, a directory, a missing file.
+    @Test(arguments: [
+        ("", 1, "expected memory-access records (record the trace with valgrind --tool=lackey --trace-mem=yes --log-file=FILE PROGRAM), found an empty file"),
+        ("==1== Lackey\n==1== Command: ./a\n==1== Exit code: 0\n", 3, "expected memory-access records (record the trace with valgrind --tool=lackey --trace-mem=yes --log-file=FILE PROGRAM), found 3 lines and no I/L/S/M records"),
+        ("machine memory=16M\nmmu native\nread 0x0\n", 1, "expected a Lackey trace (lines '==PID== …' and records like ' L 04f6b868,8', as valgrind --tool=lackey --trace-mem=yes writes), found 'machine memory=16M'"),
+    ])
+    func notATraceIsRefused(_ text: String, _ line: Int, _ message: String) throws {
+        let path = try Self.write(text)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: ScenarioError(file: path, line: line, column: 1, message: message)) { _ = try Self.readAll(path) }
+        #expect(throws: ScenarioError(file: "t", line: line, column: 1, message: message)) { _ = try LackeyTrace.parse(text, fileName: "t") }
+    }
+
+    @Test func randomBytesAndNonFilesAreRefused() throws {
+        var random = SplitMix64(seed: 5)
+        let bytes = (0..<70_000).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("random-\(UInt64.random(in: 0...UInt64.max)).lackey").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        #expect(throws: ScenarioError.self) { _ = try Self.readAll(path) }
+        #expect(throws: ScenarioError(file: "/", line: 1, column: 1, message: "expected a trace file (valgrind --tool=lackey --trace-mem=yes --log-file=FILE PROGRAM writes one), found a directory")) {
+            _ = try LackeyTraceReader(path: "/")
+        }
+        #expect(throws: ScenarioError(file: "/nonexistent/t.lackey", line: 1, column: 1, message: "expected a readable trace file (valgrind --tool=lackey --trace-mem=yes --log-file=FILE PROGRAM writes one), found no such file")) {
+            _ = try LackeyTraceReader(path: "/nonexistent/t.lackey")
+        }
+    }
+
+    /// The streamed replay of a file gives the run the in-memory replay gives.
+    @Test func aStreamedReplayEqualsTheParsedOne() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("examples/traces/walk.lackey")
+        let options = WorkloadOptions(mode: .level4, mmu: .shadow(host: .bits64))
+        let streamed = try TraceReplay.replayFile(url.path, options: options)
+        let parsed = TraceReplay.run(try LackeyTrace.parse(String(contentsOf: url, encoding: .utf8), fileName: url.path), options: options)
+        #expect(counter(streamed, "records") == counter(parsed, "records"))
+        #expect(counter(streamed, "records") > 4000)
+        #expect(streamed.trace.map(\.0) == parsed.trace.map(\.0) && streamed.trace.map(\.1) == parsed.trace.map(\.1))
+        #expect(streamed.statistics.map(\.1) == parsed.statistics.map(\.1))
+        #expect(streamed.accesses == parsed.accesses && streamed.failure == nil && parsed.failure == nil)
+    }
+}

@@ -25,6 +25,7 @@ let benchmarks: @Sendable () -> Void = {
     registerPageTableWriteBenchmarks()
     registerMemoryBenchmarks()
     registerTwoDimensionalBenchmarks()
+    registerTraceReplayBenchmarks()
 }
 
 // MARK: - First-touch faults
