@@ -26,7 +26,7 @@ public enum Regression: String, CaseIterable, Sendable {
     /// on the CR0.WP write, as KVM's was.
     case cr0WPNotInRole = "cr0-wp-not-in-role"
 
-    /// Before "KVM: MMU: Add SMEP support ... smep_andnot_wp" (411c588dfb86):
+    /// Before role.smep_andnot_wp (added by 411c588dfb86, Avi Kivity, 2012):
     /// with CR0.WP=0 and SMEP the spte of an emulated supervisor write is
     /// supervisor-only and NX; with SMEP off it is supervisor-only and
     /// executable, and the role does not tell them apart. After the guest
@@ -34,7 +34,7 @@ public enum Regression: String, CaseIterable, Sendable {
     /// of faulting. The hook clears `smep_andnot_wp` from the shadow root role.
     case smepAndNotWPNotInRole = "smep-andnot-wp-not-in-role"
 
-    /// Before "KVM: MMU: fix SMAP virtualization" (0be0226f07d1): with
+    /// Before "KVM: MMU: fix SMAP virtualization" (Xiao Guangrong, 2015): with
     /// CR0.WP=0 an emulated supervisor write makes a user page
     /// supervisor-only; once SMAP is on, a supervisor read of that page with
     /// EFLAGS.AC=0 must fault, but a page built while SMAP was off serves the
@@ -42,8 +42,9 @@ public enum Regression: String, CaseIterable, Sendable {
     /// the shadow root role.
     case smapAndNotWPNotInRole = "smap-andnot-wp-not-in-role"
 
-    /// Before `ad_disabled` was in the page role ("kvm: x86: mmu: Rename
-    /// EPT_VIOLATION_... / use ad_disabled role bit", Peter Feiner, 2017): a
+    /// Before `ad_disabled` was in the page role ("kvm: x86: mmu: allow A/D
+    /// bits to be disabled in an mmu", ac8d57e57343, Peter Feiner, 2017; nested
+    /// EPT A/D flags came just before it, ae1e2d1082ae): a
     /// shadow EPT page does not record whether L1's EPTP enables accessed and
     /// dirty flags. Pages built while they were off map clean L1 entries
     /// writable; after L1 enables them, an L2 write through such an spte never
@@ -54,9 +55,9 @@ public enum Regression: String, CaseIterable, Sendable {
 
     // MARK: Unsync and sync
 
-    /// Before "KVM: MMU: check for invalid bits (rsvd, etc) in invlpg and
-    /// update_pte" / the reserved-bit check of `FNAME(prefetch_invalid_gpte)`
-    /// in sync: resynchronizing an unsync page keeps an spte whose guest entry
+    /// Before the reserved-bit test of `FNAME(prefetch_invalid_gpte)` reached
+    /// the sync path (Xiao Guangrong's 2010 prefetch and sync series; the exact
+    /// commit is not confirmed): resynchronizing an unsync page keeps an spte whose guest entry
     /// now has a reserved bit set (bit 63 with EFER.NXE=0, a physical-address
     /// bit above MAXPHYADDR), so the access completes where the architecture
     /// raises #PF with RSVD. The hook skips the reserved-bit test in
@@ -84,9 +85,9 @@ public enum Regression: String, CaseIterable, Sendable {
     /// lost flush by dropping it).
     case syncWriteProtectWithoutFlush = "sync-write-protect-without-flush"
 
-    /// Before "KVM: MMU: fix sync of ptes addressed at owner pagetable" /
-    /// `FNAME(get_level1_sp_gpa)` ("KVM: MMU: fix 32-bit guest invlpg and
-    /// sync_page quadrant", Xiao Guangrong, 2010): syncing a level-1 shadow
+    /// Before `FNAME(get_level1_sp_gpa)` added the quadrant offset to the guest
+    /// table address that sync and INVLPG read (Xiao Guangrong, 2010; the exact
+    /// commit is not confirmed): syncing a level-1 shadow
     /// page of a 32-bit guest reads the guest entries from the start of the
     /// guest table, whatever the page's quadrant, so the upper half of a
     /// 1024-entry table is resynchronized from its lower half. The hook drops
@@ -103,18 +104,18 @@ public enum Regression: String, CaseIterable, Sendable {
     /// upper 2 MiB keep the old page table. The hook zaps one spte.
     case pde32WriteZapsOneHalf = "pde32-write-zaps-one-half"
 
-    /// A missing remote TLB flush after write-protecting a guest table that
-    /// becomes shadowed (`account_shadowed` → `kvm_mmu_slot_gfn_write_protect`
-    /// without `kvm_flush_remote_tlbs`, cf. "KVM: X86: Fix missed remote tlb
-    /// flush in rmap_write_protect()", 2021): the hardware TLB of a vCPU keeps
+    /// Before "KVM: Flush remote tlbs when reducing shadow pte permissions"
+    /// (kvm-28, 2007): write-protecting a guest table that becomes shadowed
+    /// (`account_shadowed` → `kvm_mmu_slot_gfn_write_protect`) without
+    /// `kvm_flush_remote_tlbs`: the hardware TLB of a vCPU keeps
     /// a writable translation of the frame, so the guest writes its page table
     /// without a trap and the new shadow page goes stale. The hook skips the
     /// flush in `accountShadowed`.
     case noFlushAfterWriteProtect = "no-flush-after-write-protect"
 
-    /// Before "KVM: x86: Unload MMU on guest PDPTR change" / the PDPTE
-    /// comparison in `load_pdptrs` (for shadow paging, "Shadow page roots need
-    /// to be reconstructed instead"): a PAE guest's CR0 or CR4 write reloads
+    /// Before "KVM: x86/mmu: Reconstruct shadow page root if the guest PDPTEs
+    /// is changed" (Lai Jiangshan, 2021; the PDPTE comparison in `load_pdptrs`
+    /// that frees the current root under shadow paging): a PAE guest's CR0 or CR4 write reloads
     /// the PDPTE registers with new values, but the PAE root keeps the old
     /// page directories. The hook keeps the root in `registersWritten`.
     case pdptrChangeKeepsRoot = "pdptr-change-keeps-root"
@@ -122,7 +123,7 @@ public enum Regression: String, CaseIterable, Sendable {
     // MARK: Permissions of shadow pages
 
     /// Before "KVM: X86: MMU: Use the correct inherited permissions to get
-    /// shadow page" (b1bd5cba3306): `FNAME(fetch)` gets every indirect shadow
+    /// shadow page" (Lai Jiangshan, 2021): `FNAME(fetch)` gets every indirect shadow
     /// page of the chain with the rights of the whole walk (`gw->pt_access`)
     /// instead of those of the entries above that table. Two guest paths that
     /// reach one page directory through entries with different rights then
@@ -139,8 +140,8 @@ public enum Regression: String, CaseIterable, Sendable {
     /// rights out of the direct role in `fetch`.
     case directRoleWithoutLeafRights = "direct-role-without-leaf-rights"
 
-    /// Before "KVM: MMU: fix direct sp's access corrupted" (Xiao Guangrong,
-    /// 2010) / `validate_direct_spte`: a present link to a direct page built
+    /// Before "KVM: MMU: fix direct sp's access corrupted" (9e7b0e7fba45, Xiao
+    /// Guangrong, 2010; `validate_direct_spte` today): a present link to a direct page built
     /// for other rights (the guest set D on its huge page since, or the
     /// page was built read-only) is reused as it is, so the new leaf spte is
     /// written into a page whose role promises fewer rights; another mapping
@@ -151,8 +152,8 @@ public enum Regression: String, CaseIterable, Sendable {
     // MARK: Large pages and dirty logging
 
     /// Before `kvm_mmu_max_mapping_level` returned 4 KiB for a slot with dirty
-    /// logging ("KVM: x86/mmu: Don't install huge pages in dirty-logged
-    /// slots", the TDP MMU's `kvm_slot_dirty_track_enabled` check): a TDP fault
+    /// logging (the `kvm_slot_dirty_track_enabled` test; the commit that
+    /// introduced it is not confirmed): a TDP fault
     /// after dirty logging starts maps a 2 MiB or 1 GiB page, and writes to
     /// its other frames are never logged. The hook skips the check in
     /// `hugePageLevel`.
@@ -188,23 +189,23 @@ extension Regression {
                 summary: "after L1 re-points an nPDPTE, L0 fills the old page directory's shadow with the new one's translations")
         case .cr0WPNotInRole:
             RegressionMetadata(
-                fixTitle: "KVM: MMU: Segregate shadow pages with different cr0.wp", commit: "3dbe141595fa",
+                fixTitle: "KVM: MMU: Segregate shadow pages with different cr0.wp", commit: nil,
                 summary: "a page made writable by CR0.WP=0 emulation still serves after CR0.WP=1: the supervisor write does not fault")
         case .smepAndNotWPNotInRole:
             RegressionMetadata(
-                fixTitle: "KVM: MMU: Add SMEP support (role.smep_andnot_wp)", commit: "411c588dfb86",
+                fixTitle: "the commit that adds role.smep_andnot_wp and NX on CR0.WP=0-emulated sptes (Avi Kivity, 2012)", commit: "411c588dfb86",
                 summary: "a user page made supervisor-only by CR0.WP=0 emulation without SMEP stays executable once SMEP is on")
         case .smapAndNotWPNotInRole:
             RegressionMetadata(
-                fixTitle: "KVM: MMU: fix SMAP virtualization", commit: "0be0226f07d1",
+                fixTitle: "KVM: MMU: fix SMAP virtualization", commit: nil,
                 summary: "a user page made supervisor-only by CR0.WP=0 emulation hides from SMAP once SMAP is on")
         case .adDisabledNotInRole:
             RegressionMetadata(
-                fixTitle: "kvm: x86: mmu: add ad_disabled to the shadow EPT page role", commit: "ac8d57e57292",
+                fixTitle: "kvm: x86: mmu: allow A/D bits to be disabled in an mmu", commit: "ac8d57e57343",
                 summary: "shadow EPT pages built with L1's A/D flags off serve after L1 turns them on: L2 writes leave L1's dirty flags clear")
         case .syncSkipsReservedBits:
             RegressionMetadata(
-                fixTitle: "KVM: MMU: check for invalid bits (rsvd, etc) in invlpg and update_pte", commit: nil,
+                fixTitle: "(title not confirmed) the reserved-bit test of FNAME(prefetch_invalid_gpte) on the sync path, Xiao Guangrong, 2010", commit: nil,
                 summary: "syncing an unsync page keeps sptes whose guest entries now set reserved bits: no #PF with RSVD")
         case .linkWithoutSync:
             RegressionMetadata(
@@ -216,7 +217,7 @@ extension Regression {
                 summary: "tables write-protected to be synced stay writable in another vCPU's TLB, which then writes them untrapped")
         case .syncIgnoresQuadrant:
             RegressionMetadata(
-                fixTitle: "KVM: MMU: fix 32-bit guest sync_page/invlpg quadrant (FNAME(get_level1_sp_gpa))", commit: nil,
+                fixTitle: "(title not confirmed) the quadrant offset of FNAME(get_level1_sp_gpa) in sync_page and invlpg, Xiao Guangrong, 2010", commit: nil,
                 summary: "sync of a 32-bit guest's upper half page table reads the lower half's entries")
         case .pde32WriteZapsOneHalf:
             RegressionMetadata(
@@ -224,15 +225,15 @@ extension Regression {
                 summary: "an emulated write to a 4-byte guest PDE zaps one of its two shadow PDEs: the upper 2 MiB keep the old table")
         case .noFlushAfterWriteProtect:
             RegressionMetadata(
-                fixTitle: "KVM: X86: Fix missed remote tlb flush in rmap_write_protect()", commit: nil,
+                fixTitle: "KVM: Flush remote tlbs when reducing shadow pte permissions (kvm-28)", commit: nil,
                 summary: "a guest table write-protected for a new shadow page is still writable through a vCPU's TLB")
         case .pdptrChangeKeepsRoot:
             RegressionMetadata(
-                fixTitle: "KVM: x86: Unload MMU on guest PDPTR change (load_pdptrs frees the shadow roots)", commit: nil,
+                fixTitle: "KVM: x86/mmu: Reconstruct shadow page root if the guest PDPTEs is changed", commit: nil,
                 summary: "new PDPTE values loaded by a CR0/CR4 write leave the PAE root on the old page directories")
         case .inheritedPermissionsOfWalk:
             RegressionMetadata(
-                fixTitle: "KVM: X86: MMU: Use the correct inherited permissions to get shadow page", commit: "b1bd5cba3306",
+                fixTitle: "KVM: X86: MMU: Use the correct inherited permissions to get shadow page", commit: nil,
                 summary: "shadow pages of one guest table reached with different rights are shared: a read-only path writes")
         case .directRoleWithoutLeafRights:
             RegressionMetadata(
@@ -240,11 +241,11 @@ extension Regression {
                 summary: "two guest huge-page entries with different rights share one direct page: one path gets the other's rights")
         case .directSPAccessReused:
             RegressionMetadata(
-                fixTitle: "KVM: MMU: fix direct sp's access corrupted", commit: "9b8ebbdb74b5",
+                fixTitle: "KVM: MMU: fix direct sp's access corrupted", commit: "9e7b0e7fba45",
                 summary: "a direct page built for fewer rights is reused for a write: another mapping sharing it writes without #PF")
         case .hugePageWhileDirtyLogging:
             RegressionMetadata(
-                fixTitle: "KVM: x86/mmu: Don't install huge pages in dirty-logged slots (kvm_mmu_max_mapping_level)", commit: nil,
+                fixTitle: "(title not confirmed) 4 KiB mappings in dirty-logged slots, the kvm_slot_dirty_track_enabled test of kvm_mmu_max_mapping_level", commit: nil,
                 summary: "a TDP fault under dirty logging maps a huge page: writes to its other frames are never logged")
         case .eptQualificationRightsSwapped:
             RegressionMetadata(

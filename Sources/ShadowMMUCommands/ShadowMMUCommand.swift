@@ -19,7 +19,6 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu fuzz --count 3
               shadowmmu matrix
               shadowmmu workload fork --mmu shadow
-              shadowmmu zoo --limit 50
             """,
         subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self, WorkloadCommand.self, Conform.self, Zoo.self]
     )
