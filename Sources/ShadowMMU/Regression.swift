@@ -149,6 +149,17 @@ public enum Regression: String, CaseIterable, Sendable {
     /// existing direct page in `fetch`.
     case directSPAccessReused = "direct-sp-access-reused"
 
+    /// Before "KVM: MMU: fix Dirty bit missed if CR0.WP = 0" (c22885050e65,
+    /// Xiao Guangrong, 2012; kvm-unit-tests x86/access.c
+    /// check_large_pte_dirty_for_nowp): CR0.WP=0 emulation made the rights
+    /// writable only when the leaf spte was built, after the direct page for a
+    /// guest huge page had been found with the guest's read-only rights. The
+    /// writable spte then sits in the read-only direct page that another PDE
+    /// mapping the same huge page shares, and a write through that PDE never
+    /// exits: its dirty flag is never set. The hook keys the direct page by
+    /// the rights before the emulation (`fetch`).
+    case cr0WP0DirtyBitMissed = "cr0-wp0-dirty-bit-missed"
+
     // MARK: Large pages and dirty logging
 
     /// Before `kvm_mmu_max_mapping_level` returned 4 KiB for a slot with dirty
@@ -243,6 +254,10 @@ extension Regression {
             RegressionMetadata(
                 fixTitle: "KVM: MMU: fix direct sp's access corrupted", commit: "9e7b0e7fba45",
                 summary: "a direct page built for fewer rights is reused for a write: another mapping sharing it writes without #PF")
+        case .cr0WP0DirtyBitMissed:
+            RegressionMetadata(
+                fixTitle: "KVM: MMU: fix Dirty bit missed if CR0.WP = 0", commit: "c22885050e65",
+                summary: "a CR0.WP=0-emulated write leaves a writable spte in a read-only direct page: another PDE's dirty flag is never set")
         case .hugePageWhileDirtyLogging:
             RegressionMetadata(
                 fixTitle: "(title not confirmed) 4 KiB mappings in dirty-logged slots, the kvm_slot_dirty_track_enabled test of kvm_mmu_max_mapping_level", commit: nil,

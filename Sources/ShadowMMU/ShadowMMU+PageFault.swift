@@ -91,6 +91,7 @@ extension ShadowMMU {
                 statistics.emulatedAccesses += 1
                 return .emulate(gpa: fault.gpa, mmio: false)
             }
+            fault.accessBeforeWPEmulation = fault.pageAccess
             fault.pageAccess.insert(.write)
             fault.pageAccess.remove(.user)
             if registers.cr4.contains(.smep) { fault.pageAccess.remove(.execute) }
@@ -166,7 +167,8 @@ extension ShadowMMU {
         let linear = context.tableIndex(fault.address, tdp: mode.isTDP)
         var level = page.role.level
         // The rights of the direct pages that map a guest huge page with 4 KiB sptes.
-        let directAccess = regressions.contains(.directRoleWithoutLeafRights) ? upperLevelRights(fault) : fault.pageAccess
+        var directAccess = regressions.contains(.directRoleWithoutLeafRights) ? upperLevelRights(fault) : fault.pageAccess
+        if regressions.contains(.cr0WP0DirtyBitMissed), let guestRights = fault.accessBeforeWPEmulation { directAccess = guestRights }
         while level > fault.goalLevel {
             page.writeFloodingCount = 0
             let index = page.index(of: linear)
