@@ -49,6 +49,9 @@ struct PageFault {
     /// The rights the leaf spte may grant (KVM's `pte_access`): the walk's,
     /// less write on a clean page, adjusted for CR0.WP=0 emulation.
     var pageAccess: AccessRights = .all
+    /// `pageAccess` before CR0.WP=0 emulation made it writable (nil when it
+    /// did not): what KVM keyed direct pages by before c22885050e65.
+    var accessBeforeWPEmulation: AccessRights?
     var protectionKey = 0
     /// The level of the leaf spte (`goal_level`): 1 under shadow paging (a
     /// guest huge page is mapped with 4 KiB sptes), the largest the memslot

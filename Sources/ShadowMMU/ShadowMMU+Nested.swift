@@ -1,15 +1,5 @@
 import X86Paging
 
-/// A known bug the model can be switched back to (`--regress NAME`), to show
-/// that the differential checker catches it.
-public enum Regression: String, CaseIterable, Sendable {
-    /// Before the seed series' fix: a fault under shadow NPT for a PAE L1 does
-    /// not compare the local level-3 entry with the nPDPTE just read, so after
-    /// L1 re-points an nPDPTE the fault path fills the old page directory's
-    /// shadow page with the new one's translations.
-    case staleNPTPDPTE = "stale-npt-pdpte"
-}
-
 extension CPURole {
     /// The "guest" role of a nested context (`kvm_init_shadow_npt_mmu`,
     /// `kvm_init_shadow_ept_mmu`): what L1's nested tables look like. NPT
@@ -77,7 +67,8 @@ extension ShadowMMU {
             nestedContexts[vcpu] = context
         }
         let ept = if case .ept = paging { true } else { false }
-        let cpuRole = CPURole(nested: paging)
+        var cpuRole = CPURole(nested: paging)
+        if regressions.contains(.adDisabledNotInRole) { cpuRole.base.adDisabled = false }
         let rootRole = PageRole.nestedRoot(for: cpuRole, hostLevels: tdpLevels, ept: ept)
         if context.nested == nil || cpuRole != context.cpuRole || rootRole != context.rootRole {
             freeRoots(context, current: true, previous: true)
@@ -117,6 +108,11 @@ extension ShadowMMU {
         case .fault(let nestedFault):
             statistics.nestedFaultsReflected += 1
             trace?.record(.note("L1's own nested tables deny the access: the fault is reflected to L1"))
+            if regressions.contains(.eptQualificationRightsSwapped), case .eptViolation(let qualification) = nestedFault.kind {
+                // The entry's rights in KVM's ACC_* order (exec, write, read) instead of EPT's (read, write, exec).
+                let swapped = qualification & ~UInt64(0x28) | (qualification & 0x8) << 2 | (qualification & 0x20) >> 2
+                return .reflectNestedFault(NestedFault(guestPhysicalAddress: nestedFault.guestPhysicalAddress, kind: .eptViolation(qualification: swapped)))
+            }
             return .reflectNestedFault(nestedFault)
         case .translated(let l1Address, _, _):
             fault.gpa = l1Address

@@ -91,6 +91,7 @@ extension ShadowMMU {
                 statistics.emulatedAccesses += 1
                 return .emulate(gpa: fault.gpa, mmio: false)
             }
+            fault.accessBeforeWPEmulation = fault.pageAccess
             fault.pageAccess.insert(.write)
             fault.pageAccess.remove(.user)
             if registers.cr4.contains(.smep) { fault.pageAccess.remove(.execute) }
@@ -165,6 +166,9 @@ extension ShadowMMU {
         // Shadow tables are indexed by the guest's linear address, TDP tables by the guest-physical one.
         let linear = context.tableIndex(fault.address, tdp: mode.isTDP)
         var level = page.role.level
+        // The rights of the direct pages that map a guest huge page with 4 KiB sptes.
+        var directAccess = regressions.contains(.directRoleWithoutLeafRights) ? upperLevelRights(fault) : fault.pageAccess
+        if regressions.contains(.cr0WP0DirtyBitMissed), let guestRights = fault.accessBeforeWPEmulation { directAccess = guestRights }
         while level > fault.goalLevel {
             page.writeFloodingCount = 0
             let index = page.index(of: linear)
@@ -179,7 +183,7 @@ extension ShadowMMU {
             } else if spte.isShadowPresent, let existing = child(of: spte) {
                 if repointStaleLocalPDPTE(fault, page, sptep: sptep, linked: existing) {
                     // Unlinked: the shadow of the page directory L1 now names is linked below.
-                } else if indirect || existing.role.access == fault.pageAccess {
+                } else if indirect || existing.role.access == directAccess || regressions.contains(.directSPAccessReused) {
                     page = existing
                     level = childLevel
                     continue
@@ -193,13 +197,15 @@ extension ShadowMMU {
             }
             let child: ShadowPage
             if indirect {
-                let role = childRole(of: page.role, address: linear, direct: false, access: fault.walk.tableAccess(childLevel))
+                // Before b1bd5cba3306 every page of the chain got the rights of the whole walk (`gw->pt_access`).
+                let inherited = regressions.contains(.inheritedPermissionsOfWalk) ? fault.walk.tableAccess(fault.walk.leafLevel) : fault.walk.tableAccess(childLevel)
+                let role = childRole(of: page.role, address: linear, direct: false, access: inherited)
                 child = shadowPage(context, gfn: fault.walk.tableGFN[childLevel], role: role, trace: fault.trace)
                 // The guest may have made a not-present entry present without a
                 // flush: sync before the page is used again.
-                if child.unsyncChildren > 0 { syncChildren(context, child, trace: fault.trace) }
+                if child.unsyncChildren > 0, !regressions.contains(.linkWithoutSync) { syncChildren(context, child, trace: fault.trace) }
             } else {
-                let role = childRole(of: page.role, address: linear, direct: true, access: fault.pageAccess)
+                let role = childRole(of: page.role, address: linear, direct: true, access: directAccess)
                 let span = UInt64(1) << UInt64(9 * childLevel)
                 child = shadowPage(context, gfn: fault.gfn & ~(span - 1), role: role, trace: fault.trace)
             }
@@ -323,13 +329,22 @@ extension ShadowMMU {
     /// aligned range lies wholly inside the slot — but 4 KiB pages while dirty
     /// logging, and at most 2 MiB under a PAE root.
     func hugePageLevel(gfn: UInt64, slot: Memslot, rootLevel: Int) -> Int {
-        guard !memory.dirtyLogging else { return 1 }
+        guard !memory.dirtyLogging || regressions.contains(.hugePageWhileDirtyLogging) else { return 1 }
         for level in stride(from: rootLevel == 3 ? 2 : 3, to: 1, by: -1) {
             let span = UInt64(1) << UInt64(9 * (level - 1))
             let base = gfn & ~(span - 1)
             if slot.contains(gfn: base), slot.contains(gfn: base + span - 1) { return level }
         }
         return 1
+    }
+
+    /// The rights of a direct page's role before 5fd5387c89ec: those of the
+    /// entries above the guest's huge page (`gw->pt_access`), less write when
+    /// the huge page is clean — the huge page's own entry left out.
+    func upperLevelRights(_ fault: PageFault) -> AccessRights {
+        var rights = fault.walk.tableAccess(fault.walk.leafLevel)
+        if !fault.dirty, !fault.write { rights.remove(.write) }
+        return rights
     }
 
     /// Whether the hardware, with the state the hypervisor loads at VM entry,

@@ -54,7 +54,7 @@ extension ShadowMMU {
             context.cpuRole = cpuRole
             context.rootRole = shadowRootRole(for: cpuRole)
         }
-        if effects.contains(.pdptesLoaded), new.pdptes != old.pdptes {
+        if effects.contains(.pdptesLoaded), new.pdptes != old.pdptes, !regressions.contains(.pdptrChangeKeepsRoot) {
             // The PAE root mirrors the PDPTE registers: new values drop it (load_pdptrs).
             freeRoots(context, current: true, previous: false)
         }

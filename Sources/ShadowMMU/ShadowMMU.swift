@@ -68,7 +68,12 @@ public final class ShadowMMU {
     /// The shadow root role for `cpuRole`, as KVM computes it, but for the
     /// deviations fixed.
     func shadowRootRole(for cpuRole: CPURole) -> PageRole {
-        PageRole.shadowRoot(for: cpuRole, keepingGuestNX: fixes.contains(.eferNXForced), keepingGuestPSE: fixes.contains(.cr4PSENotInRole))
+        var role = PageRole.shadowRoot(for: cpuRole, keepingGuestNX: fixes.contains(.eferNXForced), keepingGuestPSE: fixes.contains(.cr4PSENotInRole))
+        // Role bits KVM once lacked (the bug zoo).
+        if regressions.contains(.cr0WPNotInRole) { role.cr0WP = false }
+        if regressions.contains(.smepAndNotWPNotInRole) { role.smepAndNotWP = false }
+        if regressions.contains(.smapAndNotWPNotInRole) { role.smapAndNotWP = false }
+        return role
     }
     @exclusivity(unchecked) public internal(set) var statistics = MMUStatistics()
     /// Called whenever translations cached by any vCPU's hardware may be stale
@@ -255,7 +260,7 @@ extension ShadowMMU {
     func accountShadowed(_ page: ShadowPage) {
         indirectShadowPages += 1
         if page.role.level > 1 { writeTrack[page.gfn, default: 0] += 1 }
-        if writeProtect(gfn: page.gfn) { flushRemoteTLBs() }
+        if writeProtect(gfn: page.gfn), !regressions.contains(.noFlushAfterWriteProtect) { flushRemoteTLBs() }
     }
 
     func unaccountShadowed(_ page: ShadowPage) {

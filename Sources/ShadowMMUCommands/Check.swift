@@ -162,6 +162,8 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Random operations per guest.")
     var length: Int = 200
 
+    @OptionGroup var regression: RegressionOption
+
     @OptionGroup var fix: FixOption
 
     @OptionGroup var strict: StrictOption
@@ -204,35 +206,30 @@ struct Fuzz: ParsableCommand {
         // already cover every paging mode (a deviation that needs long mode or
         // PAE is met early); each family's summary follows at the end.
         var tallies = Array(repeating: VerdictTally(), count: families.count)
-        for seed in seed..<(seed + count) {
-            for (index, mode) in families.enumerated() {
-                progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count))
-                let text = mode.generate(seed: seed, length: length)
-                let name = "fuzz-\(mode)-\(seed).scenario"
-                if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
-                let reports = try DifferentialChecker.check(try ScenarioParser.parse(text, fileName: name), fixes: fix.fixes)
-                tallies[index].add(reports.map(\.verdict), at: name)
-                let failed = reports.filter { $0.isFailure(strict: strict.strict) }
-                if failed.isEmpty {
-                    if output.verbose {
-                        let deviations = reports.filter { $0.verdict != .pass }
-                        if deviations.isEmpty { progress.message("pass \(name)") }
-                        for report in deviations { progress.message("\(report.verdict) \(name) under \(report.configuration)") }
-                    }
-                    continue
+        let campaign = FuzzCampaign(families: families, firstSeed: seed, count: count, length: length, regressions: regression.regressions, fixes: fix.fixes)
+        try campaign.run(
+            before: { mode, seed, _ in progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count)) },
+            generated: { text, name in if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) } }
+        ) { guest in
+            let name = guest.name
+            tallies[guest.familyIndex].add(guest.reports.map(\.verdict), at: name)
+            let failed = guest.failures(strict: strict.strict)
+            if failed.isEmpty {
+                if output.verbose {
+                    let deviations = guest.reports.filter { $0.verdict != .pass }
+                    if deviations.isEmpty { progress.message("pass \(name)") }
+                    for report in deviations { progress.message("\(report.verdict) \(name) under \(report.configuration)") }
                 }
-                progress.clear()
-                for report in failed {
-                    stdout.writeLine("\(report.verdict) \(name) under \(report.configuration)")
-                    for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
-                }
-                // Shrink to the fewest lines that still fail (a deviation does not count, unless --strict).
-                try saveFailure(text, name: name) { candidate in
-                    guard let scenario = try? ScenarioParser.parse(candidate, fileName: name),
-                          let reports = try? DifferentialChecker.check(scenario, fixes: fix.fixes) else { return false }
-                    return reports.contains { $0.isFailure(strict: strict.strict) }
-                }
+                return .proceed
             }
+            progress.clear()
+            for report in failed {
+                stdout.writeLine("\(report.verdict) \(name) under \(report.configuration)")
+                for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
+            }
+            // Shrink to the fewest lines that still fail (a deviation does not count, unless --strict).
+            try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
+            return .proceed
         }
         progress.clear()
         var total = VerdictTally()

@@ -20,7 +20,7 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu matrix
               shadowmmu workload fork --mmu shadow
             """,
-        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self, WorkloadCommand.self, Conform.self]
+        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self, WorkloadCommand.self, Conform.self, Zoo.self]
     )
 
     public init() {}

@@ -48,3 +48,36 @@ struct RegressionScenarioTests {
         }
     }
 }
+
+/// The bug zoo: every `Regression` has a scenario `Regressions/NAME.scenario`
+/// that the checker passes as the model is and fails with that bug switched
+/// back on, and metadata naming the upstream fix.
+@Suite("Bug zoo scenarios")
+struct BugZooScenarioTests {
+    @Test("A zoo entry's scenario passes the checker and fails it with the bug on", arguments: Regression.allCases)
+    func zooScenarioCatchesItsBug(regression: Regression) throws {
+        let name = regression.rawValue + ".scenario"
+        let url = RegressionScenarioTests.directory.appendingPathComponent(name)
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else {
+            Issue.record("\(regression.rawValue): no scenario \(url.path)")
+            return
+        }
+        let scenario = try ScenarioParser.parse(text, fileName: name)
+        let fixed = try DifferentialChecker.check(scenario)
+        #expect(!fixed.isEmpty && fixed.allSatisfy(\.passed), "\(name) fails without --regress \(regression.rawValue)")
+        let broken = try DifferentialChecker.check(scenario, regressions: [regression])
+        #expect(broken.contains { $0.verdict == .fail }, "\(name): no configuration fails with --regress \(regression.rawValue)")
+    }
+
+    @Test("Every zoo entry names its upstream fix and what went wrong", arguments: Regression.allCases)
+    func metadataIsComplete(regression: Regression) {
+        let metadata = regression.metadata
+        #expect(!metadata.fixTitle.isEmpty && !metadata.summary.isEmpty, "\(regression.rawValue)")
+        if let commit = metadata.commit {
+            #expect(commit.count >= 12 && commit.allSatisfy(\.isHexDigit), "\(regression.rawValue): commit id '\(commit)'")
+        }
+    }
+
+    @Test("The zoo has at least 15 entries")
+    func zooSize() { #expect(Regression.allCases.count >= 15) }
+}
