@@ -116,7 +116,7 @@ struct ConformanceTests {
 @Suite struct ConformanceQuickStarts {
     @Test(.enabled(if: kvmUsable, "needs /dev/kvm")) func realKVMQuickStart() throws {
         let host = try KVMHost.probe().get()
-        let vm = try KVMMachine(memorySize: 16 << 20, maxPhysicalAddressBits: 48, host: host)
+        let vm = try KVMMachine(memorySize: 16 << 20, maxPhysicalAddressBits: host.physicalAddressBits, host: host)
         vm.write(0x1000, 0x2007)        // PML4E[0] -> PDPT 0x2000
         vm.write(0x2000, 0x3007)
         vm.write(0x3000, 0x4007)
