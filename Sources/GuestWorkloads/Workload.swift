@@ -102,7 +102,7 @@ public struct WorkloadOptions: Sendable {
     /// Why the options cannot run, with what to do instead; nil when they can.
     public var problem: String? {
         switch mmu {
-        case .shadow(.pae32) where mode.isLongMode, .tdp(_, _, .pae32) where mode.isLongMode:
+        case .shadow(.pae32, _) where mode.isLongMode, .tdp(_, _, .pae32, _) where mode.isLongMode:
             return "a 32-bit PAE host cannot run a \(mode) guest: use --mode 32-bit or --mode pae with this --mmu, or a 64-bit host's --mmu"
         default:
             return nil

@@ -53,14 +53,41 @@ public enum MMUConfiguration: Sendable, Equatable, CustomStringConvertible {
     /// No hypervisor: the simulated CPU walks the guest's own tables.
     case native
     /// Shadow paging on a 64-bit or 32-bit PAE host.
-    case shadow(host: HostKind)
+    case shadow(host: HostKind, roots: RootsDesign = .local)
     /// Two-dimensional paging with EPT or NPT tables of `levels` levels; on a
     /// PAE host (NPT only) `levels` is 3, the PAE root, and the parser makes
     /// it so whatever `levels=` said: one configuration, one value.
-    case tdp(format: TDPFormat, levels: Int, host: HostKind)
+    case tdp(format: TDPFormat, levels: Int, host: HostKind, roots: RootsDesign = .local)
 
     /// The `mmu` line, as the parser reads it back.
     public var description: String { scenarioText }
+
+    /// How the hypervisor builds roots without a guest table of their shape.
+    public var roots: RootsDesign {
+        switch self {
+        case .native: .local
+        case .shadow(_, let roots), .tdp(_, _, _, let roots): roots
+        }
+    }
+
+    /// The same configuration under another root design (`native` has none).
+    public func with(roots: RootsDesign) -> MMUConfiguration {
+        switch self {
+        case .native: .native
+        case .shadow(let host, _): .shadow(host: host, roots: roots)
+        case .tdp(let format, let levels, let host, _): .tdp(format: format, levels: levels, host: host, roots: roots)
+        }
+    }
+}
+
+/// `roots=local|local-eager|special` on an `mmu shadow` or `mmu tdp` line:
+/// the series' local shadow pages (the default), the same filled at root
+/// load, or upstream KVM's special roots before the series (DESIGN.md §4).
+public enum RootsDesign: String, Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    case local
+    case localEager = "local-eager"
+    case special
+    public var description: String { rawValue }
 }
 
 public enum HostKind: String, Sendable, Equatable, CustomStringConvertible {

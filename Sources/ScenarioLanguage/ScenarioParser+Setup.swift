@@ -43,10 +43,11 @@ extension ScenarioParser.LineReader {
         let kind = try word(["native", "shadow", "tdp"], after: "mmu")
         switch kind.text {
         case "shadow":
-            let options = try options(["host"], of: "shadow", usage: "host=64bit|pae32")
-            return .shadow(host: try host(options))
+            let options = try options(["host", "roots"], of: "shadow", usage: "host=64bit|pae32 or roots=local|local-eager|special")
+            return .shadow(host: try host(options), roots: try roots(options))
         case "tdp":
-            let options = try options(["format", "levels", "host"], of: "tdp", usage: "format=ept|npt, levels=4|5 or host=64bit|pae32")
+            let options = try options(
+                ["format", "levels", "host", "roots"], of: "tdp", usage: "format=ept|npt, levels=4|5, host=64bit|pae32 or roots=local|local-eager|special")
             let host = try host(options)
             let levels = try choice(options, "levels", among: [4, 5], default: 4)
             guard let formatName = try word(options, "format", among: ["ept", "npt"]),
@@ -62,11 +63,16 @@ extension ScenarioParser.LineReader {
                     throw error(expected: "no 'levels=5' with 'host=pae32' (a PAE host has a 3-level root)", found: token)
                 }
             }
-            return .tdp(format: format, levels: host == .pae32 ? 3 : levels, host: host)
+            return .tdp(format: format, levels: host == .pae32 ? 3 : levels, host: host, roots: try roots(options))
         default:
             _ = try options(of: "native")
             return .native
         }
+    }
+
+    private func roots(_ options: ScenarioParser.Options) throws(ScenarioError) -> RootsDesign {
+        let name = try word(options, "roots", among: RootsDesign.allCases.map(\.rawValue))
+        return name.flatMap(RootsDesign.init(rawValue:)) ?? .local
     }
 
     private func host(_ options: ScenarioParser.Options) throws(ScenarioError) -> HostKind {

@@ -39,9 +39,9 @@ extension MMUConfiguration {
     public var scenarioText: String {
         switch self {
         case .native: "mmu native"
-        case .shadow(let host): "mmu shadow host=\(host)"
-        case .tdp(let format, _, .pae32): "mmu tdp format=\(format) host=pae32"
-        case .tdp(let format, let levels, let host): "mmu tdp format=\(format) levels=\(levels) host=\(host)"
+        case .shadow(let host, let roots): "mmu shadow host=\(host)" + roots.optionText
+        case .tdp(let format, _, .pae32, let roots): "mmu tdp format=\(format) host=pae32" + roots.optionText
+        case .tdp(let format, let levels, let host, let roots): "mmu tdp format=\(format) levels=\(levels) host=\(host)" + roots.optionText
         }
     }
 }
@@ -111,4 +111,9 @@ extension Action {
             }
         }
     }
+}
+
+extension RootsDesign {
+    /// ` roots=NAME`, or nothing for the default design (lines stay as they were).
+    var optionText: String { self == .local ? "" : " roots=\(rawValue)" }
 }

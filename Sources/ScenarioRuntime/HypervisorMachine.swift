@@ -13,10 +13,19 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
     public var auditLevel: AuditLevel?
     public private(set) var auditFailures: [String] = []
 
-    public init(configuration: MachineConfiguration, host: HostKind, mode: MMUMode = .shadow) {
+    public init(configuration: MachineConfiguration, host: HostKind, mode: MMUMode = .shadow, rootDesign: RootDesign = .local) {
         vm = VirtualMachine(
             memorySize: configuration.memorySize, maxPhysicalAddressBits: configuration.maxPhysicalAddressBits,
-            vcpuCount: configuration.vcpuCount, hostPaging: host == .pae32 ? .pae32 : .bits64, mode: mode)
+            vcpuCount: configuration.vcpuCount, hostPaging: host == .pae32 ? .pae32 : .bits64, mode: mode, rootDesign: rootDesign)
+    }
+
+    /// The MMU's root design an `mmu` line asks for (`roots=`).
+    public static func rootDesign(for configuration: MMUConfiguration) -> RootDesign {
+        switch configuration.roots {
+        case .local: .local
+        case .localEager: .localEager
+        case .special: .special
+        }
     }
 
     /// The MMU mode an `mmu` line asks for (nil for `mmu native`).
@@ -24,7 +33,7 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
         switch configuration {
         case .native: nil
         case .shadow: .shadow
-        case .tdp(let format, let levels, let host): .tdp(format: format == .ept ? .ept : .x86, levels: host == .pae32 ? 3 : levels)
+        case .tdp(let format, let levels, let host, _): .tdp(format: format == .ept ? .ept : .x86, levels: host == .pae32 ? 3 : levels)
         }
     }
 
@@ -149,6 +158,7 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
                 : "emulates the write: guest physical \(gpa.hex) holds a guest page table it write-protects"
         case .reflectNestedFault(let fault):
             "walked L1's nested tables, found L1's own fault, and reflects it to L1 (\(fault.result) at L2-physical \(fault.guestPhysicalAddress.hex))"
+        case .kvmRunFails: "cannot start its walk (the special root's PAE entry is empty): KVM_RUN fails with EFAULT"
         }
     }
 
@@ -240,6 +250,7 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
             ])),
         ]
         if table.unsync { fields.append(("unsync", .bool(true))) }
+        if table.special { fields.insert(("special", .bool(true)), at: 2) }
         fields.append(("entries", .object(table.entries.map { index, entry in
             let value: JSONValue = switch entry {
             case .table(let child): json(child, format: format)

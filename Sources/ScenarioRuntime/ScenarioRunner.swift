@@ -45,7 +45,7 @@ public final class ScenarioRunner {
             let amd = scenario.nestedFormat == .npt
             let model = CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits, vendor: amd ? .amd : .intel, latchesPDPTEs: !amd)
             return NativeMachine(configuration: scenario.machine, model: model)
-        case .shadow(let host), .tdp(_, _, let host):
+        case .shadow(let host, _), .tdp(_, _, let host, _):
             if host == .pae32, let line = scenario.commands.first(where: { $0.action.entersLongMode }) {
                 throw ScenarioError(
                     file: scenario.fileName, line: line.line, column: 1,
@@ -56,7 +56,9 @@ public final class ScenarioRunner {
                     file: scenario.fileName, line: max(scenario.mmuLine, 1), column: 1,
                     message: "expected at most 4G of guest memory under '\(scenario.mmu)' (3-level nested tables map 4 GiB), found memory=\(scenario.machine.memorySize >> 20)M")
             }
-            return HypervisorMachine(configuration: scenario.machine, host: host, mode: HypervisorMachine.mode(for: scenario.mmu)!)
+            return HypervisorMachine(
+                configuration: scenario.machine, host: host, mode: HypervisorMachine.mode(for: scenario.mmu)!,
+                rootDesign: HypervisorMachine.rootDesign(for: scenario.mmu))
         }
     }
 
@@ -83,7 +85,7 @@ public final class ScenarioRunner {
                 break
             case .shadow:
                 throw refuse("expected 'mmu tdp format=\(kind) …' for a nested scenario, found '\(scenario.mmu)' (L0 offers nested paging to L1 only when it uses TDP itself)")
-            case .tdp(let l0Format, let l0Levels, let host):
+            case .tdp(let l0Format, let l0Levels, let host, _):
                 if l0Format != kind {
                     throw refuse("expected 'mmu tdp format=\(kind)' for an L1 using \(kind == .npt ? "AMD nested paging" : "Intel EPT"), found '\(scenario.mmu)'")
                 }

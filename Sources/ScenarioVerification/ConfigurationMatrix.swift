@@ -12,12 +12,26 @@ public struct MatrixRow: Sendable {
     /// Root levels, and how many of them are local pages (DESIGN.md §4);
     /// whether the root is a passthrough page (row 11).
     public var rootLevels: Int
+    /// Levels at the root's top that are local pages, or under
+    /// `roots=special` upstream's special tables (`specialRoot`).
     public var localLevels: Int
+    public var specialRoot: Bool
     public var passthrough: Bool
     public var exits: Int
     public var pages: Int
     public var faultsFixed: Int
     public var guestFaults: Int
+    /// Roots built (`roots_loaded`) and let go of (`roots_freed`).
+    public var rootsBuilt: Int
+    public var rootsFreed: Int
+    /// Host memory holding the hypervisor's tables at the end, in KiB.
+    public var tableKiB: Int
+
+    /// "3 (1 local)", "4 (2 special)", "5 (passthrough)".
+    public var rootShape: String {
+        if passthrough { return "\(rootLevels) (passthrough)" }
+        return "\(rootLevels) (\(localLevels) \(specialRoot ? "special" : "local"))"
+    }
     /// Memory references per hardware walk (two-dimensional walks only).
     public var referencesPerWalk: Double?
     /// The checker's verdict: pass, a deviation of KVM's (`--fix` removes
@@ -77,24 +91,27 @@ public enum ConfigurationMatrix {
 
     /// `progress` hears (guests done, guests in all, the guest starting) before each guest.
     public static func run(
-        seed: UInt64 = 1, length: Int = 300, fixes: Set<Deviation> = [], progress: ((Int, Int, String) -> Void)? = nil
+        seed: UInt64 = 1, length: Int = 300, fixes: Set<Deviation> = [],
+        configurations: [MMUConfiguration] = DifferentialChecker.configurations, progress: ((Int, Int, String) -> Void)? = nil
     ) throws(ScenarioError) -> [MatrixRow] {
         var rows: [MatrixRow] = []
         let guests = guests(seed: seed, length: length)
         for (index, (label, text)) in guests.enumerated() {
             progress?(index, guests.count, label)
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
-            for report in try DifferentialChecker.check(scenario, fixes: fixes) {
+            for report in try DifferentialChecker.check(scenario, under: configurations, fixes: fixes) {
                 guard let hypervisor = report.machine.hypervisor else { continue }
                 let statistics = Dictionary(report.machine.statistics, uniquingKeysWith: { first, _ in first })
                 let root = hypervisor.currentRoot(vcpu: 0)
-                let (levels, local) = shape(root)
+                let (levels, local, special) = shape(root)
                 let walks = statistics["hardware_walks"] ?? 0
                 rows.append(MatrixRow(
-                    configuration: report.configuration, guest: label, rootLevels: levels, localLevels: local,
+                    configuration: report.configuration, guest: label, rootLevels: levels, localLevels: local, specialRoot: special,
                     passthrough: root?.role.passthrough ?? false,
                     exits: statistics["exits"] ?? 0, pages: statistics["shadow_pages"] ?? 0,
                     faultsFixed: statistics["shadow_faults_fixed"] ?? 0, guestFaults: statistics["guest_page_faults"] ?? 0,
+                    rootsBuilt: statistics["roots_loaded"] ?? 0, rootsFreed: statistics["roots_freed"] ?? 0,
+                    tableKiB: (statistics["host_table_frames"] ?? 0) * 4,
                     referencesPerWalk: hypervisor.mmu.mode.isTDP && walks > 0 ? Double(statistics["walk_references"] ?? 0) / Double(walks) : nil,
                     verdict: MatrixRow.Verdict(report)))
             }
@@ -102,15 +119,16 @@ public enum ConfigurationMatrix {
         return rows
     }
 
-    /// Levels of the root, and how many local pages stack at its top.
-    static func shape(_ root: ShadowTableDump?) -> (Int, Int) {
-        guard let root else { return (0, 0) }
+    /// Levels of the root, how many local pages (or special tables) stack
+    /// at its top, and whether they are special tables.
+    static func shape(_ root: ShadowTableDump?) -> (Int, Int, Bool) {
+        guard let root else { return (0, 0, false) }
         var local = 0
         var page: ShadowTableDump? = root
-        while let current = page, current.local {
+        while let current = page, current.local || current.special {
             local += 1
             page = current.entries.lazy.compactMap { if case .table(let child) = $0.entry { child } else { nil } }.first
         }
-        return (root.level, local)
+        return (root.level, local, root.special)
     }
 }

@@ -72,12 +72,42 @@ public enum DifferentialChecker {
     }
 
     /// The configurations a scenario can be checked under today.
-    public static let configurations: [MMUConfiguration] = [
+    /// Every MMU configuration, under the series' root design.
+    public static let localConfigurations: [MMUConfiguration] = [
         .shadow(host: .bits64), .shadow(host: .pae32),
         .tdp(format: .ept, levels: 4, host: .bits64), .tdp(format: .ept, levels: 5, host: .bits64),
         .tdp(format: .npt, levels: 4, host: .bits64), .tdp(format: .npt, levels: 5, host: .bits64),
         .tdp(format: .npt, levels: 3, host: .pae32),
     ]
+
+    /// What `check`, `fuzz` and `matrix` run by default: every configuration
+    /// under the series' design and under upstream's special roots.
+    public static let configurations = configurations(roots: [.local, .special])
+
+    /// Every configuration under each of `designs`, each configuration's
+    /// designs together. EPT configurations come only with local roots: an
+    /// EPT root always has the guest's (or the EPTP's) shape, so no design
+    /// has anything to build there.
+    public static func configurations(roots designs: [RootsDesign]) -> [MMUConfiguration] {
+        localConfigurations.flatMap { base in
+            designs.compactMap { design -> MMUConfiguration? in
+                if design != .local, case .tdp(.ept, _, _, _) = base { return nil }
+                return base.with(roots: design)
+            }
+        }
+    }
+
+    /// Whether `configuration`'s root design can matter to `scenario`: not
+    /// for a 4- or 5-level NPT map without an L1 whose nested tables have
+    /// fewer levels (every root there is an ordinary page under each design),
+    /// so that run is skipped; everything else may build such roots.
+    static func rootDesignMatters(_ scenario: Scenario, _ configuration: MMUConfiguration) -> Bool {
+        guard configuration.roots != .local, case .tdp(.npt, _, .bits64, _) = configuration else { return true }
+        return scenario.commands.contains { command in
+            if case .enterNested(let entry) = command.action, case .npt(_, let mode)? = entry.secondStage { return mode.levels <= 3 }
+            return false
+        }
+    }
 
     /// Checks `scenario` under each of `configurations` that can run it.
     public static func check(
@@ -88,7 +118,7 @@ public enum DifferentialChecker {
         reference.mmu = .native
         _ = try ScenarioRunner(reference)  // the scenario must at least run natively
         var reports: [Report] = []
-        for configuration in configurations {
+        for configuration in configurations where rootDesignMatters(scenario, configuration) {
             var variant = scenario
             variant.mmu = configuration
             guard let run = run(variant, audit: audit, regressions: regressions, fixes: fixes) else { continue }  // cannot run it
@@ -109,6 +139,7 @@ public enum DifferentialChecker {
     /// role, so a 32-bit guest that toggles NXE, where XD means nothing, also
     /// loses the stale page-directory shadows of cr4-pse-not-in-role).
     public static let attributionOrder: [Deviation] = [
+        .nptPDPTEsReadAtRootLoad,  // special roots over a PAE L1's nested tables only
         .pse36LimitedTo36Bits,  // the walk of a 32-bit 4 MiB PDE only
         .cr0WPEmulationSMAP,    // the spte of one emulated supervisor write
         .cr4PSENotInRole,       // zaps 32-bit page-directory shadows on a PSE change

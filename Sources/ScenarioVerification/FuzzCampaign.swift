@@ -17,11 +17,15 @@ public struct FuzzCampaign: Sendable {
     public var length: Int
     public var regressions: Set<Regression>
     public var fixes: Set<Deviation>
+    /// The configurations every guest is checked under.
+    public var configurations: [MMUConfiguration]
 
     public init(
         families: [GuestFamily] = GuestFamily.all, firstSeed: UInt64 = 0, count: UInt64 = 100, length: Int = 200,
-        regressions: Set<Regression> = [], fixes: Set<Deviation> = []
+        regressions: Set<Regression> = [], fixes: Set<Deviation> = [],
+        configurations: [MMUConfiguration] = DifferentialChecker.configurations
     ) {
+        self.configurations = configurations
         self.families = families
         self.firstSeed = firstSeed
         self.count = count
@@ -67,7 +71,7 @@ public struct FuzzCampaign: Sendable {
                 let text = family.generate(seed: seed, length: length)
                 try generated(text, name)
                 let reports = try DifferentialChecker.check(
-                    try ScenarioParser.parse(text, fileName: name), regressions: regressions, fixes: fixes)
+                    try ScenarioParser.parse(text, fileName: name), under: configurations, regressions: regressions, fixes: fixes)
                 let guest = Guest(ordinal: ordinal, family: family, familyIndex: index, seed: seed, name: name, text: text, reports: reports)
                 if try visit(guest) == .stop { return }
             }
@@ -78,7 +82,7 @@ public struct FuzzCampaign: Sendable {
     /// settings: the minimizer's test.
     public func stillFails(_ candidate: String, name: String, strict: Bool) -> Bool {
         guard let scenario = try? ScenarioParser.parse(candidate, fileName: name),
-              let reports = try? DifferentialChecker.check(scenario, regressions: regressions, fixes: fixes)
+              let reports = try? DifferentialChecker.check(scenario, under: configurations, regressions: regressions, fixes: fixes)
         else { return false }
         return reports.contains { $0.isFailure(strict: strict) }
     }

@@ -67,4 +67,21 @@ public enum Deviation: String, CaseIterable, Sendable {
     /// Fixed: the shadow MMU walks 32-bit guest tables with the guest's own
     /// MAXPHYADDR.
     case pse36LimitedTo36Bits = "pse36-limited-to-36-bits"
+
+    /// Architecture (AMD APM, nested paging): a PAE guest's nPDPTEs are not
+    /// latched; the nested walk reads them from memory every time, so an L1
+    /// that re-points one (or makes one present) changes L2's translations
+    /// at its next VMRUN with a TLB flush, or at once for entries not cached.
+    ///
+    /// KVM before the series (`roots=special`, v5.18): `mmu_alloc_shadow_roots`
+    /// reads the four nPDPTEs once, at root load, into `pae_root`; the fault
+    /// path walks L1's tables afresh but shadow-walks from the stale entry,
+    /// so it links the new page directory's tables under the old one's shadow
+    /// page (L2 later sees mappings L1 never made), or finds the entry empty
+    /// and fails `KVM_RUN` with -EFAULT. The stale-nPDPTE bug the series
+    /// fixes; under the series' design (`roots=local`) it cannot happen.
+    ///
+    /// Fixed: a nested fault whose nPDPTE differs from the one the root was
+    /// built with frees the root and retries (the series' patch 1).
+    case nptPDPTEsReadAtRootLoad = "npt-pdptes-read-at-root-load"
 }

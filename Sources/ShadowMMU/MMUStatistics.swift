@@ -44,6 +44,11 @@ public struct MMUStatistics: Hashable, Sendable {
     public var nestedFaultsReflected = 0
     /// Local level-3 entries re-pointed because an L1's nPDPTE changed.
     public var nestedPDPTERepoints = 0
+    /// Special roots built (`RootDesign.special`: `pae_root` filled at load).
+    public var specialRootsCreated = 0
+    /// Roots a vCPU let go of: local and special roots freed, references to
+    /// shared roots dropped (`mmu_free_root_page`).
+    public var rootsFreed = 0
 
     public init() {}
 
@@ -63,6 +68,7 @@ public struct MMUStatistics: Hashable, Sendable {
             ("fast_zaps", fastZaps), ("trapped_stores", trappedStores),
             ("nested_exits", nestedExits), ("nested_faults_reflected", nestedFaultsReflected),
             ("nested_pdpte_repoints", nestedPDPTERepoints),
+            ("special_roots_created", specialRootsCreated), ("roots_freed", rootsFreed),
         ]
     }
 }

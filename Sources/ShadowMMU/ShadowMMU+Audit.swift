@@ -33,6 +33,15 @@ extension ShadowMMU {
             }
         }
 
+        // Special root tables exist only while they are some vCPU's current root.
+        for page in pageByFrame.values where page.isSpecialRoot {
+            let owner = page.owner!
+            let roots = [contexts[owner].root, nestedContexts[owner]?.root].compactMap { $0 }.filter(\.isSpecialRoot)
+            if !roots.contains(where: { $0 === page || paeRoot(of: $0) === page || isOnSpecialPath(page, from: $0) }) {
+                fail("special root table at \(page.frame.hex) of vCPU \(owner) is not part of its current root")
+            }
+        }
+
         for page in pageByFrame.values {
             if host.freedFrames.contains(page.frame) { fail("live page \(page.gfn.hex) sits on a freed frame \(page.frame.hex)") }
             if page.unsync, page.role.level != 1 || page.role.direct { fail("page \(page.gfn.hex) (\(page.role)) is unsync") }
@@ -52,7 +61,15 @@ extension ShadowMMU {
                     fail("spte \(sptep.hex) points to frame \(spte.frame.hex), which holds no live page")
                     continue
                 }
-                if !child.parentSPTEs.contains(sptep) { fail("page \(child.gfn.hex) (\(child.role)) does not list its parent spte \(sptep.hex)") }
+                if page.isSpecialRoot {
+                    // A special table has no page header: its children keep no parent pointer to it;
+                    // below pml5_root/pml4_root comes another special table, below pae_root a root.
+                    if page.role.level > 3, !child.isSpecialRoot { fail("special root table at \(page.frame.hex) links a shadow page at entry \(index)") }
+                    if page.role.level == 3, child.rootCount == 0 { fail("page \(child.gfn.hex) (\(child.role)) under special pae_root \(page.frame.hex) holds no root reference") }
+                    if child.parentSPTEs.contains(sptep) { fail("page \(child.gfn.hex) lists special root entry \(sptep.hex) as a parent") }
+                } else if !child.parentSPTEs.contains(sptep) {
+                    fail("page \(child.gfn.hex) (\(child.role)) does not list its parent spte \(sptep.hex)")
+                }
                 if child.role.level != page.role.level - 1 { fail("spte \(sptep.hex) links a level-\(child.role.level) page under level \(page.role.level)") }
             }
         }
@@ -117,6 +134,17 @@ extension ShadowMMU {
             }
         }
         if leafCount != rmapCount { fail("\(leafCount) present leaf sptes but \(rmapCount) rmap entries") }
+    }
+
+    func isOnSpecialPath(_ target: ShadowPage, from root: ShadowPage) -> Bool {
+        var table = root
+        while table.role.level > 3 {
+            let spte = SPTE(rawValue: host.entry(table.spteAddress(0)))
+            guard let next = child(of: spte), next.isSpecialRoot else { return false }
+            if next === target { return true }
+            table = next
+        }
+        return false
     }
 
     func isReachable(_ target: ShadowPage, from root: ShadowPage?) -> Bool {

@@ -12,6 +12,9 @@ public struct ShadowTableDump: Sendable {
 
     public var level: Int
     public var local: Bool
+    /// One of upstream's special root tables (`pae_root`, `pml4_root`,
+    /// `pml5_root`; `RootDesign.special`): no shadow page behind it.
+    public var special: Bool
     public var direct: Bool
     public var gfn: UInt64
     public var quadrant: Int
@@ -48,7 +51,7 @@ extension ShadowMMU {
             }
         }
         return ShadowTableDump(
-            level: page.role.level, local: page.isLocal, direct: page.role.direct, gfn: page.gfn,
+            level: page.role.level, local: page.isLocal, special: page.isSpecialRoot, direct: page.role.direct, gfn: page.gfn,
             quadrant: page.role.quadrant, role: page.role, unsync: page.unsync, hostFrame: page.frame, entries: entries)
     }
 }

@@ -47,8 +47,11 @@ import X86Paging
 //   for them (the `sp_has_gptes` pitfall Sean pointed out).
 // - P6's skip of `gpte_changed` at levels above the guest's top has nothing to
 //   skip here: the model's walk and fetch run with no guest write in between.
-// - Roots of the design the series replaces (upstream's special roots) are
-//   not modelled.
+// - The design the series replaces (upstream's special roots) is modelled
+//   beside this one, as `RootDesign.special` (ShadowMMU+SpecialRoots), and
+//   so is the series' design with entries filled at load
+//   (`RootDesign.localEager`), to measure the two against each other
+//   (docs/series.md).
 
 // MARK: - When roots start with local pages (P2, P3)
 

@@ -129,6 +129,7 @@ extension ShadowMMU {
             statistics.emulatedAccesses += 1
             return .emulate(gpa: fault.gpa, mmio: false)
         }
+        if freeSpecialRootForChangedNPDPTE(fault) { return .fixed }
         // A clean page maps read-only so that the first write sets L1's dirty flag.
         if !fault.write, !paging.isDirty(leaf: fault.walk.entries[fault.walk.leafLevel]) { fault.pageAccess.remove(.write) }
         makeMMUPagesAvailable()

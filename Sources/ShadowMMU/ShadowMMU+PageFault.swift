@@ -16,11 +16,17 @@ public enum FaultOutcome: Hashable, Sendable {
     /// L1's own nested tables deny an L2 access: reflect the #NPF or EPT
     /// violation/misconfiguration to L1 (a nested VM exit).
     case reflectNestedFault(NestedFault)
+    /// The hypervisor cannot handle the fault: `KVM_RUN` returns -EFAULT to
+    /// the VMM and the vCPU does not run on (only upstream's special roots,
+    /// on an nPDPTE L1 made present after the root was loaded).
+    case kvmRunFails
 }
 
 /// How installing a leaf spte ended (`mmu_set_spte`).
 enum SetSPTEResult {
     case fixed, spurious, writeProtected, mmio
+    /// The shadow walk had nowhere to start (an empty special PAE entry).
+    case kvmRunFails
 }
 
 extension ShadowMMU {
@@ -153,6 +159,8 @@ extension ShadowMMU {
         case .writeProtected:
             statistics.emulatedAccesses += 1
             return .emulate(gpa: gpa, mmio: false)
+        case .kvmRunFails:
+            return .kvmRunFails
         }
     }
 
@@ -162,9 +170,13 @@ extension ShadowMMU {
     /// with 4 KiB sptes), then the leaf spte at `fault.goalLevel`.
     func fetch(_ fault: inout PageFault) -> SetSPTEResult {
         let context = fault.context
-        guard var page = context.root else { preconditionFailure("fault on vCPU \(context.vcpu) with no root loaded") }
+        guard context.root != nil else { preconditionFailure("fault on vCPU \(context.vcpu) with no root loaded") }
         // Shadow tables are indexed by the guest's linear address, TDP tables by the guest-physical one.
         let linear = context.tableIndex(fault.address, tdp: mode.isTDP)
+        guard var page = shadowWalkStart(context, linear) else {
+            fault.trace?.record(.note("the special root's PAE entry for this GiB is empty: FNAME(fetch) warns and KVM_RUN fails with EFAULT"))
+            return .kvmRunFails
+        }
         var level = page.role.level
         // The rights of the direct pages that map a guest huge page with 4 KiB sptes.
         var directAccess = regressions.contains(.directRoleWithoutLeafRights) ? upperLevelRights(fault) : fault.pageAccess
@@ -361,7 +373,7 @@ extension ShadowMMU {
     /// The spte that maps `address` at level 1, if the shadow path reaches one.
     func leafSPTE(_ context: Context, _ address: UInt64) -> SPTE? {
         let linear = context.tableIndex(address, tdp: mode.isTDP)
-        var page = context.root
+        var page = shadowWalkStart(context, linear)
         while let current = page {
             let spte = SPTE(rawValue: host.entry(current.spteAddress(current.index(of: linear))))
             if spte.isLeaf(atLevel: current.role.level) { return spte }
@@ -373,7 +385,7 @@ extension ShadowMMU {
     /// Resets the write-flooding counters of the pages on `address`'s shadow path.
     func clearFloodCounters(_ context: Context, _ address: UInt64) {
         let linear = context.tableIndex(address, tdp: mode.isTDP)
-        var page = context.root
+        var page = shadowWalkStart(context, linear)
         while let current = page {
             current.writeFloodingCount = 0
             guard current.role.level > 1 else { break }

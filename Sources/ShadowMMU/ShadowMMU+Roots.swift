@@ -20,9 +20,12 @@ extension ShadowMMU {
         makeMMUPagesAvailable()
         let role = context.rootRole
         let gfn = role.direct || context.usingLocalRootPage ? 0 : context.pgd >> 12
-        let root = shadowPage(context, gfn: gfn, role: role, trace: nil)
-        if root.isLocal {
+        let root = usesSpecialRoots(context) ? loadSpecialRoot(context) : shadowPage(context, gfn: gfn, role: role, trace: nil)
+        if root.isSpecialRoot {
+            // Its four children are roots, counted as such (ShadowMMU+SpecialRoots).
+        } else if root.isLocal {
             statistics.localRootsCreated += 1
+            if rootDesign == .localEager { fillLocalRootEagerly(context, root) }
         } else {
             root.rootCount += 1
         }
@@ -130,7 +133,7 @@ extension ShadowMMU {
     /// Frees the current and cached roots that are obsolete
     /// (`kvm_mmu_free_obsolete_roots`).
     func freeObsoleteRoots(_ context: Context) {
-        if let root = context.root, isObsolete(root) { freeRoots(context, current: true, previous: false) }
+        if let root = context.root, isObsoleteRoot(root) { freeRoots(context, current: true, previous: false) }
         for index in 0..<context.previousRoots.count {
             if let cached = context.previousRoots[index], isObsolete(cached.page) {
                 context.previousRoots[index] = nil
@@ -143,6 +146,11 @@ extension ShadowMMU {
     /// again by the next root for the same guest table) unless it was zapped;
     /// a local root is freed.
     func releaseRoot(_ context: Context, _ root: ShadowPage) {
+        statistics.rootsFreed += 1
+        if root.isSpecialRoot {
+            freeSpecialRoot(root)
+            return
+        }
         if root.isLocal {
             freeLocalRoot(context, root)
             return
@@ -154,6 +162,13 @@ extension ShadowMMU {
     /// Brings the current root's unsync pages back in sync (`kvm_mmu_sync_roots`).
     func syncRoots(_ context: Context) {
         guard let root = context.root, !root.role.direct else { return }
+        if root.isSpecialRoot {
+            // kvm_mmu_sync_roots walks the four PAE entries: each child is a root.
+            for child in specialRootChildren(root) where child.unsync || child.unsyncChildren > 0 {
+                syncChildren(context, child, trace: nil)
+            }
+            return
+        }
         if root.unsync || root.unsyncChildren > 0 { syncChildren(context, root, trace: nil) }
     }
 

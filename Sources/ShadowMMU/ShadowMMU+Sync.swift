@@ -166,7 +166,8 @@ extension ShadowMMU {
         let registers = context.registers
         guard !mode.isTDP, registers.mode.isCanonical(address) else { return }
         let linear = registers.linearAddress(address)
-        for root in [context.root].compactMap({ $0 }) + context.cachedRoots where !root.role.direct {
+        // The current root's walk starts where the MMU's own walks do (below a special root's PAE entry).
+        for root in [shadowWalkStart(context, linear)].compactMap({ $0 }) + context.cachedRoots where !root.role.direct {
             var page = root
             while true {
                 let index = page.index(of: linear)

@@ -6,7 +6,7 @@ extension ShadowMMU {
     /// write-protecting its guest table, and frees it — or, while a vCPU still
     /// holds it as a root, marks it invalid until the last holder lets go.
     func zapPage(_ page: ShadowPage) {
-        guard pageByFrame[page.frame] === page, !page.role.invalid, !page.isLocal else { return }
+        guard pageByFrame[page.frame] === page, !page.role.invalid, page.owner == nil else { return }
         statistics.pagesZapped += 1
         if page.role.level > 1 {
             var unsyncLeaves: [ShadowPage] = []

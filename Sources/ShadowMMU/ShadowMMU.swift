@@ -41,6 +41,10 @@ public final class ShadowMMU {
     public let host: HostMemory
     public let memory: GuestMemory
     public let mode: MMUMode
+    /// How roots without a guest table of their shape are built: the series'
+    /// local pages (the default), the same filled eagerly, or upstream's
+    /// special roots (ShadowMMU+SpecialRoots).
+    public let rootDesign: RootDesign
     /// The format of every table this MMU builds.
     public let spteFormat: SPTEFormat
     // The MMU is driven by one thread at a time; its hot state skips Swift's
@@ -108,11 +112,13 @@ public final class ShadowMMU {
     var nextSerial = 0
 
     public init(
-        host: HostMemory, memory: GuestMemory, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow
+        host: HostMemory, memory: GuestMemory, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow,
+        rootDesign: RootDesign = .local
     ) {
         self.host = host
         self.memory = memory
         self.mode = mode
+        self.rootDesign = rootDesign
         if case .tdp(let format, _) = mode { spteFormat = format } else { spteFormat = .x86 }
         contexts = (0..<vcpuCount).map { Context(vcpu: $0, registers: ControlRegisters(model: guestModel), mode: mode) }
         nestedContexts = Array(repeating: nil, count: vcpuCount)
@@ -133,8 +139,12 @@ public final class ShadowMMU {
         var rootPGD: UInt64 = 0
         /// Cached roots for fast CR3 switches (`prev_roots`): 64-bit roots only.
         @exclusivity(unchecked) var previousRoots: [(pgd: UInt64, page: ShadowPage)?] = [nil, nil, nil]
-        /// Backing frame of local PAE roots, below 4 GiB; allocated when first needed.
+        /// Backing frame of local PAE roots (and of the special `pae_root`),
+        /// below 4 GiB; allocated when first needed.
         public internal(set) var paeRootFrame: UInt64?
+        /// Frames of the special `pml4_root` (key 4) and `pml5_root` (key 5)
+        /// tables, kept for the vCPU's life once allocated (`RootDesign.special`).
+        var paddingRootFrames: [Int: UInt64] = [:]
         /// For a nested context: the L1 hypervisor's second stage being shadowed.
         /// `registers` then hold L1's paging mode (NPT) and the guest walk is a
         /// walk of L1's nested tables, indexed by L2-physical address.

@@ -24,8 +24,15 @@ public final class ShadowPage {
     @exclusivity(unchecked) var writeFloodingCount = 0
     /// The MMU generation the page was created in (fast zap).
     let generation: UInt64
-    /// The vCPU owning a local page; nil for pages in the hash.
+    /// The vCPU owning a local page or a special root table; nil for pages in
+    /// the hash.
     public let owner: Int?
+    /// One of upstream KVM's special root tables (`pae_root`, `pml4_root`,
+    /// `pml5_root`, under `RootDesign.special`): a raw per-vCPU table with no
+    /// page header in KVM. The model keeps this object only to hold the
+    /// table's frame and level; nothing treats it as a shadow page (not
+    /// hashed, not local, no parent pointers, never zapped or synced).
+    public let isSpecialRoot: Bool
     /// Creation order, unique per MMU: reclaim takes the oldest pages first,
     /// and the hardware tells one root from the next by it.
     public let serial: Int
@@ -33,7 +40,8 @@ public final class ShadowPage {
     /// `shadowed_translation`), needed to find its rmap when it is dropped.
     @exclusivity(unchecked) var leafGFNs: [UInt64]
 
-    init(gfn: UInt64, role: PageRole, frame: UInt64, generation: UInt64, owner: Int?, serial: Int) {
+    init(gfn: UInt64, role: PageRole, frame: UInt64, generation: UInt64, owner: Int?, serial: Int, isSpecialRoot: Bool = false) {
+        self.isSpecialRoot = isSpecialRoot
         self.gfn = gfn
         self.role = role
         self.frame = frame
@@ -45,9 +53,9 @@ public final class ShadowPage {
     }
 
     /// Local to one vCPU: not in the hash, never shared, never write-protected.
-    public var isLocal: Bool { owner != nil }
+    public var isLocal: Bool { owner != nil && !isSpecialRoot }
     /// Shadows a guest table (KVM's `sp_has_gptes`).
-    public var hasGuestPTEs: Bool { !role.direct && !role.passthrough && !isLocal }
+    public var hasGuestPTEs: Bool { !role.direct && !role.passthrough && owner == nil }
 
     /// The entry of this table that `address` selects (KVM's `SPTE_INDEX`):
     /// the nine address bits above the 12 + 9 × (level − 1) the levels below

@@ -33,6 +33,8 @@ struct Check: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
+    @OptionGroup var roots: RootsOption
+
     @OptionGroup var strict: StrictOption
 
     @OptionGroup var output: OutputOptions
@@ -49,7 +51,8 @@ struct Check: ParsableCommand {
             progress.update("check \(file)", done: index, total: files.count)
             let reports: [DifferentialChecker.Report]
             do {
-                reports = try DifferentialChecker.check(try ScenarioFile.load(file), regressions: regression.regressions, fixes: fix.fixes)
+                reports = try DifferentialChecker.check(
+                    try ScenarioFile.load(file), under: roots.configurations, regressions: regression.regressions, fixes: fix.fixes)
             } catch {
                 progress.clear()
                 stdout.flush()
@@ -166,6 +169,8 @@ struct Fuzz: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
+    @OptionGroup var roots: RootsOption
+
     @OptionGroup var strict: StrictOption
 
     @Flag(help: "Run the guests the host's KVM can run on /dev/kvm instead, and compare architecture, model and KVM (as 'conform' does).")
@@ -206,7 +211,9 @@ struct Fuzz: ParsableCommand {
         // already cover every paging mode (a deviation that needs long mode or
         // PAE is met early); each family's summary follows at the end.
         var tallies = Array(repeating: VerdictTally(), count: families.count)
-        let campaign = FuzzCampaign(families: families, firstSeed: seed, count: count, length: length, regressions: regression.regressions, fixes: fix.fixes)
+        let campaign = FuzzCampaign(
+            families: families, firstSeed: seed, count: count, length: length, regressions: regression.regressions, fixes: fix.fixes,
+            configurations: roots.configurations)
         try campaign.run(
             before: { mode, seed, _ in progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count)) },
             generated: { text, name in if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) } }

@@ -34,6 +34,8 @@ struct Matrix: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
+    @OptionGroup var roots: RootsOption
+
     @OptionGroup var strict: StrictOption
 
     @OptionGroup var output: OutputOptions
@@ -48,7 +50,7 @@ struct Matrix: ParsableCommand {
         do {
             let progress = output.progressLine()
             defer { progress.clear() }
-            rows = try ConfigurationMatrix.run(seed: seed, length: length, fixes: fix.fixes) { done, total, mode in
+            rows = try ConfigurationMatrix.run(seed: seed, length: length, fixes: fix.fixes, configurations: roots.configurations) { done, total, mode in
                 progress.update("matrix \(mode)", done: done, total: total)
                 if output.verbose { progress.message("matrix: checking \(mode) guests under every configuration") }
             }
@@ -60,18 +62,12 @@ struct Matrix: ParsableCommand {
         let table = rows.map { row -> [String] in
             [
                 "\(row.configuration)".replacingOccurrences(of: "mmu ", with: ""), row.guest,
-                "\(row.rootLevels) (\(row.passthrough ? "passthrough" : "\(row.localLevels) local"))", "\(row.exits)", "\(row.pages)", "\(row.faultsFixed)",
+                row.rootShape, "\(row.exits)", "\(row.pages)", "\(row.faultsFixed)",
                 "\(row.guestFaults)", row.referencesPerWalk.map { String(format: "%.1f", $0) } ?? "-", row.verdict.description,
             ]
         }
-        let widths = header.indices.map { column in ([header] + table).map { $0[column].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { index, cell in
-                index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
-            }.joined(separator: "  ")
-        }
-        stdout.writeLine(line(header))
-        table.forEach { stdout.writeLine(line($0)) }
+        Self.print(header: header, table, to: stdout)
+        if roots.designs.count > 1 { printDesignsSideBySide(rows, to: stdout) }
         var tally = VerdictTally()
         for row in rows {
             switch row.verdict {
@@ -85,5 +81,51 @@ struct Matrix: ParsableCommand {
         stdout.writeLine(summary)
         stdout.flush()
         if rows.contains(where: { $0.verdict.isFailure(strict: strict.strict) }) { throw ExitCode(1) }
+    }
+
+    /// Prints `table` under `header`, columns padded to their widest cell.
+    static func print(header: [String], _ table: [[String]], to stdout: OutputStream) {
+        let widths = header.indices.map { column in ([header] + table).map { $0[column].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { index, cell in
+                index == cells.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }
+        stdout.writeLine(line(header))
+        table.forEach { stdout.writeLine(line($0)) }
+    }
+
+    /// The costs of each root design, side by side, for every configuration
+    /// and guest that ran under more than one (the designs differ only where
+    /// a root has no guest table of its shape; elsewhere the run is skipped).
+    func printDesignsSideBySide(_ rows: [MatrixRow], to stdout: OutputStream) {
+        struct Key: Hashable { var configuration: String, guest: String }
+        var byKey: [Key: [RootsDesign: MatrixRow]] = [:]
+        var order: [Key] = []
+        for row in rows {
+            let key = Key(configuration: row.configuration.with(roots: .local).description.replacingOccurrences(of: "mmu ", with: ""), guest: row.guest)
+            if byKey[key] == nil { order.append(key) }
+            byKey[key, default: [:]][row.configuration.roots] = row
+        }
+        let designs = roots.designs
+        var header = ["configuration", "guest"]
+        for design in designs { header += ["\(design): root", "exits", "fixed", "pages", "KiB", "roots +/-"] }
+        var table: [[String]] = []
+        for key in order {
+            guard let cells = byKey[key], cells.count > 1 else { continue }
+            var line = [key.configuration, key.guest]
+            for design in designs {
+                guard let row = cells[design] else {
+                    line += ["-", "-", "-", "-", "-", "-"]
+                    continue
+                }
+                line += [row.rootShape, "\(row.exits)", "\(row.faultsFixed)", "\(row.pages)", "\(row.tableKiB)", "\(row.rootsBuilt)/\(row.rootsFreed)"]
+            }
+            table.append(line)
+        }
+        guard !table.isEmpty else { return }
+        stdout.writeLine("")
+        stdout.writeLine("Root designs side by side (exits to the hypervisor, faults fixed, hashed pages and host table memory at the end, roots built/freed):")
+        Self.print(header: header, table, to: stdout)
     }
 }

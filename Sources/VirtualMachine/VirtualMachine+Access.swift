@@ -128,6 +128,8 @@ extension VirtualMachine {
                     return emulate(access, gpa: gpa, mmio: mmio, width: width, value: value)
                 case .reflectNestedFault:
                     preconditionFailure("shadow paging has no L1")
+                case .kvmRunFails:
+                    return kvmRunFailed(index, address)
                 }
             }
         }
@@ -209,6 +211,8 @@ extension VirtualMachine {
                     return emulateNested(vcpu, address, access, width: width, value: value)
                 case .injectPageFault(let code):
                     return .pageFault(code)
+                case .kvmRunFails:
+                    return kvmRunFailed(vcpu.index, address)
                 }
             case .nestedFault(let fault):
                 let write = switch fault.kind {
@@ -228,10 +232,20 @@ extension VirtualMachine {
                     return .pageFault(code)
                 case .reflectNestedFault:
                     preconditionFailure("a TDP fault is never L1's")
+                case .kvmRunFails:
+                    return kvmRunFailed(vcpu.index, address)
                 }
             }
         }
         violations.append("vCPU \(vcpu.index): the access at \(address.hex) did not complete after \(Self.exitLimit) exits")
+        return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
+    }
+
+    /// The hypervisor could not handle a fault of the access at `address`
+    /// (`KVM_RUN` returned -EFAULT): the VMM would stop the VM. Recorded in
+    /// `violations`, like every way an access can fail to complete.
+    func kvmRunFailed(_ index: Int, _ address: UInt64) -> GuestAccessResult {
+        violations.append("vCPU \(index): KVM_RUN fails with EFAULT on the access at \(address.hex): the special root's PAE entry for its GiB is empty")
         return .pageFault(PageFaultErrorCode(rawValue: 0xffff))
     }
 

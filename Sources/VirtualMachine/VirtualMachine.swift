@@ -62,13 +62,13 @@ public final class VirtualMachine {
 
     public init(
         memorySize: UInt64, maxPhysicalAddressBits: Int = 52, vcpuCount: Int = 1, hostPaging: HostPaging = .bits64,
-        mode: MMUMode = .shadow
+        mode: MMUMode = .shadow, rootDesign: RootDesign = .local
     ) {
         host = HostMemory()
         memory = GuestMemory(host: host, size: memorySize)
         let guestModel = Self.guestModel(maxPhysicalAddressBits: maxPhysicalAddressBits, mode: mode)
         self.hostPaging = hostPaging
-        mmu = ShadowMMU(host: host, memory: memory, vcpuCount: vcpuCount, guestModel: guestModel, mode: mode)
+        mmu = ShadowMMU(host: host, memory: memory, vcpuCount: vcpuCount, guestModel: guestModel, mode: mode, rootDesign: rootDesign)
         vcpus = (0..<vcpuCount).map { VCPU(index: $0, model: guestModel) }
         mmu.remoteFlush = { [unowned self] in
             for vcpu in vcpus {

@@ -39,6 +39,7 @@ import Testing
             #"{"line":9,"vcpu":0,"op":"peek","addr":"0x2004","value":"0x5063"}"#,
         ])
         #expect(failures.isEmpty)
-        #expect(reports.count == 7 && failed.isEmpty)
+        #expect(reports.count == 10 && failed.isEmpty)
+        #expect(reports.filter { $0.configuration.roots == .special }.count == 3)
     }
 }

@@ -51,15 +51,15 @@ struct DeviationTests {
     @Test("By default the shadow MMU gives KVM's result, not the architecture's", arguments: Deviation.allCases)
     func defaultIsKVM(_ deviation: Deviation) throws {
         let scenario = try Self.scenario(deviation)
-        #expect(scenario.mmu == .shadow(host: .bits64))
+        #expect(scenario.mmu != .native)
         var failures: [ExpectationFailure] = []
         try ScenarioRunner(scenario).run(expectationFailed: { failures.append($0) })
         #expect(!failures.isEmpty, "\(deviation.rawValue): the default shadow MMU met every architectural expectation")
-        let reports = try DifferentialChecker.check(scenario, under: [.shadow(host: .bits64)], audit: nil)
+        let reports = try DifferentialChecker.check(scenario, under: [scenario.mmu], audit: nil)
         #expect(reports.count == 1 && !reports[0].mismatches.isEmpty, "\(deviation.rawValue): no difference from the reference without the fix")
         // Every other fix together does not remove it: this deviation is its own.
         let others = Set(Deviation.allCases).subtracting([deviation])
-        let withOthers = try DifferentialChecker.check(scenario, under: [.shadow(host: .bits64)], audit: nil, fixes: others)
+        let withOthers = try DifferentialChecker.check(scenario, under: [scenario.mmu], audit: nil, fixes: others)
         #expect(withOthers.allSatisfy { !$0.mismatches.isEmpty }, "\(deviation.rawValue): another deviation's fix removes the difference")
     }
 
@@ -70,7 +70,7 @@ struct DeviationTests {
         try ScenarioRunner(scenario, fixes: [deviation]).run(expectationFailed: { failures.append($0) })
         #expect(failures.isEmpty, "\(deviation.rawValue) fixed: \(failures.map(\.description))")
         let reports = try DifferentialChecker.check(scenario, fixes: [deviation])
-        #expect(reports.contains { $0.configuration == .shadow(host: .bits64) })
+        #expect(reports.contains { $0.configuration == scenario.mmu })
         for report in reports {
             #expect(report.passed, """
                 \(deviation.rawValue) fixed, under \(report.configuration):

@@ -127,9 +127,9 @@ struct NestedPagingTests {
         let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Regressions")
         let text = try String(contentsOf: directory.appendingPathComponent("stale-npt-pdpte.scenario"), encoding: .utf8)
         let scenario = try ScenarioParser.parse(text, fileName: "stale-npt-pdpte.scenario")
-        let fixed = try DifferentialChecker.check(scenario)
+        let fixed = try DifferentialChecker.check(scenario, under: DifferentialChecker.localConfigurations)
         #expect(fixed.count == 3 && fixed.allSatisfy(\.passed))
-        let broken = try DifferentialChecker.check(scenario, regressions: [.staleNPTPDPTE])
+        let broken = try DifferentialChecker.check(scenario, under: DifferentialChecker.localConfigurations, regressions: [.staleNPTPDPTE])
         #expect(broken.count == 3 && broken.allSatisfy { !$0.passed })
         #expect(broken.allSatisfy { $0.mismatches.first?.hasPrefix("line 49:") == true })
         let minimized = ScenarioMinimizer.minimize(text) { candidate in

@@ -26,9 +26,10 @@ final class ShadowRun {
     var mmu: ShadowMMU { machine.vm.mmu }
     var printed: [String] { observations.filter(\.isPrinted).map(\.json) }
 
-    init(_ text: String, host: HostKind = .bits64, name: String = "test.scenario") throws {
+    /// `mmu`: the configuration to run under; `mmu shadow host=HOST` when nil.
+    init(_ text: String, host: HostKind = .bits64, mmu configuration: MMUConfiguration? = nil, name: String = "test.scenario") throws {
         var scenario = try ScenarioParser.parse(text, fileName: name)
-        scenario.mmu = .shadow(host: host)
+        scenario.mmu = configuration ?? .shadow(host: host)
         self.scenario = scenario
         runner = try ScenarioRunner(scenario)
         machine = try #require(runner.machine as? HypervisorMachine)

@@ -15,9 +15,10 @@ public final class ShadowGuest {
     /// Linear address of the first mapped page (PML4/PDPT index 0, PDPT index 1).
     public static let linearBase: UInt64 = 0x4000_0000
 
-    /// `mmu`: the hypervisor's MMU mode (shadow paging, or TDP).
-    public init(mode: PagingMode, memorySize: UInt64, tableLimit: UInt64 = 8 << 20, mmu: MMUMode = .shadow) {
-        let vm = VirtualMachine(memorySize: memorySize, mode: mmu)
+    /// `mmu`: the hypervisor's MMU mode (shadow paging, or TDP); `roots`: how
+    /// it builds roots without a guest table of their shape.
+    public init(mode: PagingMode, memorySize: UInt64, tableLimit: UInt64 = 8 << 20, mmu: MMUMode = .shadow, roots: RootDesign = .local) {
+        let vm = VirtualMachine(memorySize: memorySize, mode: mmu, rootDesign: roots)
         self.vm = vm
         self.memorySize = memorySize
         tables = GuestTableBuilder(

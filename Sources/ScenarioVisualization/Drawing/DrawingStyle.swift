@@ -20,6 +20,7 @@ enum DrawingStyle {
     static func colour(_ mark: PageTableGraph.Mark) -> String {
         switch mark {
         case .local: "#93c5fd"
+        case .special: "#fdba74"
         case .unsync: "#fde047"
         case .writeTracked: "#fca5a5"
         case .writeProtected: "#fbcfe8"
@@ -31,7 +32,7 @@ enum DrawingStyle {
     /// Local pages have a dashed border, invalid ones a dotted one.
     static func border(_ node: PageTableGraph.Node) -> String? {
         if node.marks.contains(.invalid) { return "dotted" }
-        if node.marks.contains(.local) { return "dashed" }
+        if node.marks.contains(.local) || node.marks.contains(.special) { return "dashed" }
         return nil
     }
 }

@@ -61,7 +61,7 @@ extension PageTableGraph {
         rows.append("<TR><TD ALIGN=\"LEFT\" BGCOLOR=\"\(DrawingStyle.guestHeader)\">guest table</TD></TR>")
         rows.append("<TR><TD ALIGN=\"LEFT\" BGCOLOR=\"\(DrawingStyle.shadowHeader)\">hypervisor table</TD></TR>")
         rows.append("<TR><TD ALIGN=\"LEFT\">dashed arrow: shadow page → the guest table it shadows</TD></TR>")
-        rows.append("<TR><TD ALIGN=\"LEFT\">dashed border: local page</TD></TR>")
+        rows.append("<TR><TD ALIGN=\"LEFT\">dashed border: local page or special root table</TD></TR>")
         return [
             "  subgraph cluster_legend {",
             "    label=\"\"; style=invis;",

@@ -43,10 +43,15 @@ extension PageTableGraph.Builder {
         let role = table.role
         var marks: Set<PageTableGraph.Mark> = []
         var details: [String] = []
-        let kind = mmu.mode.isTDP ? (mmu.spteFormat == .ept ? "EPT table" : "NPT table") : "shadow page"
+        let kind = table.special ? "special root table" : mmu.mode.isTDP ? (mmu.spteFormat == .ept ? "EPT table" : "NPT table") : "shadow page"
         if table.local {
             marks.insert(.local)
             details.append("local to vCPU \(vcpu): not in the hash, freed with the root")
+        }
+        if table.special {
+            marks.insert(.special)
+            let name = table.level == 3 ? "pae_root" : table.level == 4 ? "pml4_root" : "pml5_root"
+            details.append("upstream's special root (\(name)): vCPU \(vcpu)'s raw table, no shadow page; entries filled at root load")
         }
         if table.unsync { marks.insert(.unsync); details.append("unsync: the guest may write its table without trapping") }
         if role.invalid { marks.insert(.invalid); details.append("invalid: zapped while still a root") }
@@ -56,7 +61,7 @@ extension PageTableGraph.Builder {
             let perEntry = UInt64(1) << UInt64(9 * (table.level - 1))
             let count: UInt64 = paeRoot && table.level == 3 ? 4 : 512
             details.append("maps gfn \(table.gfn.hex)–\((table.gfn + perEntry * count - 1).hex)")
-        } else if table.local {
+        } else if table.local || table.special {
             if table.level == 3, roots.contains(where: { $0.vcpu == vcpu && $0.side == .guest && $0.node == "g-pdpte-v\(vcpu)" }) {
                 shadowed = "g-pdpte-v\(vcpu)"
                 details.append("mirrors the guest's PDPTE registers")

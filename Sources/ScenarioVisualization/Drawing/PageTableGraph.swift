@@ -22,6 +22,9 @@ public struct PageTableGraph: Sendable, Equatable {
     public enum Mark: String, Sendable, Hashable, CaseIterable, Comparable {
         /// A local shadow page: owned by one vCPU, outside the page hash (DESIGN.md §4).
         case local
+        /// One of upstream's special root tables (`roots=special`): a raw
+        /// per-vCPU table, not a shadow page.
+        case special
         /// A leaf shadow page the guest may write without trapping until it flushes.
         case unsync
         /// A guest table that the hypervisor write-tracks: every write traps.
@@ -41,6 +44,7 @@ public struct PageTableGraph: Sendable, Equatable {
         public var legend: String {
             switch self {
             case .local: "local shadow page (one vCPU's, not in the hash)"
+            case .special: "special root table (upstream's pae_root/pml4_root/pml5_root: no shadow page)"
             case .unsync: "unsync shadow page (guest writes do not trap)"
             case .writeTracked: "write-tracked guest table (every write traps)"
             case .writeProtected: "write-protected guest table (next write unsyncs)"
