@@ -15,6 +15,25 @@ public enum ScenarioParser {
         return try builder.finish()
     }
 
+    /// Reads the words of an `mmu` line given outside a file (the CLI's
+    /// `--mmu 'shadow host=pae32'`), with or without the leading `mmu`. A
+    /// diagnostic names `source`, line 1, and the column in `words`.
+    public static func parseMMU(_ words: String, source: String = "--mmu") throws(ScenarioError) -> MMUConfiguration {
+        let lines = sourceLines(of: words)
+        guard lines.count == 1, let first = lines.first?.tokens.first else {
+            throw ScenarioError(
+                file: source, line: 1, column: 1,
+                message: lines.count == 1 ? "expected the words of an 'mmu' line (native, shadow …, tdp …), found nothing" : "expected the words of one 'mmu' line, found several lines")
+        }
+        let prefix = first.text == "mmu" ? "" : "mmu "
+        var reader = LineReader(fileName: source, line: sourceLines(of: prefix + words)[0])
+        do {
+            return try reader.mmu()
+        } catch {
+            throw ScenarioError(file: source, line: 1, column: max(1, error.column - prefix.count), message: error.message)
+        }
+    }
+
     /// Commands that act on a vCPU; `machine` and `mmu` must precede them.
     static let vcpuCommands: Set<String> = [
         "cr0", "cr3", "cr4", "efer", "pkru", "rflags.ac", "invlpg", "flush", "vcpu", "read", "write", "fetch", "nested",

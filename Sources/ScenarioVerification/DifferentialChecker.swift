@@ -60,6 +60,8 @@ public enum DifferentialChecker {
         /// "line N: reference …; this configuration …", in order: what the run
         /// under the requested fixes gave, also when the verdict is a deviation.
         public var mismatches: [String]
+        /// The scenario line of the first mismatch (what to `explain`).
+        public var firstMismatchLine: Int?
         public var auditFailures: [String]
         /// The machine that ran it (under the requested fixes), as it ended (its counters, its roots).
         public var machine: any GuestMachine
@@ -123,7 +125,8 @@ public enum DifferentialChecker {
             variant.mmu = configuration
             guard let run = run(variant, audit: audit, regressions: regressions, fixes: fixes) else { continue }  // cannot run it
             var report = Report(
-                configuration: configuration, mismatches: run.mismatches, auditFailures: run.auditFailures,
+                configuration: configuration, mismatches: run.mismatches.map(\.text),
+                firstMismatchLine: run.mismatches.first?.line, auditFailures: run.auditFailures,
                 machine: run.machine, verdict: .pass)
             if !report.passed {
                 report.verdict = classify(variant, audit: audit, regressions: regressions, fixes: fixes)
@@ -175,7 +178,7 @@ public enum DifferentialChecker {
     /// with the oracle; nil when the configuration cannot run it.
     static func run(
         _ variant: Scenario, audit: AuditLevel?, regressions: Set<Regression>, fixes: Set<Deviation>
-    ) -> (mismatches: [String], auditFailures: [String], machine: any GuestMachine)? {
+    ) -> (mismatches: [(line: Int, text: String)], auditFailures: [String], machine: any GuestMachine)? {
         guard let machine = try? ScenarioRunner.makeMachine(for: variant) else { return nil }
         machine.hypervisor?.auditLevel = audit
         machine.hypervisor?.configure(regressions: regressions, fixes: fixes, emulatedSupervisor: false)
@@ -186,15 +189,17 @@ public enum DifferentialChecker {
     /// Runs `scenario` on `machine` and on the architectural oracle side by
     /// side, command by command; the oracle accepts any outcome the
     /// architecture allows and then follows the machine's choice.
-    static func lockstep(_ scenario: Scenario, _ machine: any GuestMachine) -> [String] {
+    static func lockstep(_ scenario: Scenario, _ machine: any GuestMachine) -> [(line: Int, text: String)] {
         let model = HypervisorMachine.mode(for: scenario.mmu).map {
             VirtualMachine.guestModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits, mode: $0)
         } ?? CPUModel(maxPhysicalAddressBits: scenario.machine.maxPhysicalAddressBits)
         let lockstep = Lockstep(scenario, machine: machine, model: model)
-        var mismatches: [String] = []
+        var mismatches: [(line: Int, text: String)] = []
         for command in scenario.commands {
             let step = lockstep.step(command)
-            if let complaint = step.complaint, mismatches.count < 20 { mismatches.append("line \(command.line): \(complaint)") }
+            if let complaint = step.complaint, mismatches.count < 20 {
+                mismatches.append((command.line, "line \(command.line): \(complaint)"))
+            }
             if !step.oracleFollows { break }
         }
         return mismatches

@@ -64,6 +64,11 @@ struct Check: ParsableCommand {
                 guard !output.quiet || report.verdict != .pass else { continue }
                 stdout.writeLine("\(report.verdict)  \(file)  \(report.configuration)")
                 for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
+                if report.isFailure(strict: strict.strict) {
+                    for line in Reproduction.lines(
+                        file: file, configuration: report.configuration, line: report.firstMismatchLine,
+                        regressions: regression.regressions, fixes: fix.fixes) { stdout.writeLine("      \(line)") }
+                }
             }
         }
         progress.clear()
@@ -236,6 +241,11 @@ struct Fuzz: ParsableCommand {
             }
             // Shrink to the fewest lines that still fail (a deviation does not count, unless --strict).
             try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
+            if let first = failed.first {
+                for line in Reproduction.lines(
+                    file: saveFailures + "/" + name, configuration: first.configuration, line: first.firstMismatchLine,
+                    regressions: regression.regressions, fixes: fix.fixes) { stdout.writeLine("      \(line)") }
+            }
             return .proceed
         }
         progress.clear()

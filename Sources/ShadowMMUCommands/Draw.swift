@@ -45,6 +45,12 @@ struct Draw: ParsableCommand {
     @Option(help: "List at most this many present entries per table (the rest are counted).")
     var maxEntries = PageTableGraph.defaultMaxEntriesPerNode
 
+    @OptionGroup var mmu: MMUOption
+
+    @OptionGroup var regression: RegressionOption
+
+    @OptionGroup var fix: FixOption
+
     func validate() throws {
         guard maxEntries >= 1 else { throw ValidationError("--max-entries must be 1 or more, found \(maxEntries)") }
     }
@@ -55,7 +61,9 @@ struct Draw: ParsableCommand {
         do {
             let source = try ScenarioSource.load(file)
             if let at { try PageTableGraph.checkLine(at, lineCount: source.lineCount, fileName: file) }
-            graph = try PageTableGraph.draw(source.scenario, at: at, maxEntriesPerNode: maxEntries)
+            graph = try PageTableGraph.draw(
+                mmu.applied(to: source.scenario), at: at, maxEntriesPerNode: maxEntries,
+                regressions: regression.regressions, fixes: fix.fixes)
         } catch {
             stderr.writeLine(error.description)
             throw ExitCode(2)

@@ -31,6 +31,10 @@ struct Explain: ParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @OptionGroup var mmu: MMUOption
+
+    @OptionGroup var regression: RegressionOption
+
     @OptionGroup var fix: FixOption
 
     func validate() throws {
@@ -40,7 +44,8 @@ struct Explain: ParsableCommand {
     func run() throws {
         let stdout = OutputStream.standardOutput
         do {
-            let runner = try ScenarioRunner(try ScenarioFile.load(file), fixes: fix.fixes)
+            let runner = try ScenarioRunner(
+                mmu.applied(to: try ScenarioFile.load(file)), regressions: regression.regressions, fixes: fix.fixes)
             let explanation = try runner.explain(line: line)
             if json {
                 stdout.writeLine(explanation.json(line: line).encoded)

@@ -34,6 +34,12 @@ struct Report: ParsableCommand {
     @Option(help: "List at most this many present entries per table in the pictures.")
     var maxEntries = PageTableGraph.defaultMaxEntriesPerNode
 
+    @OptionGroup var mmu: MMUOption
+
+    @OptionGroup var regression: RegressionOption
+
+    @OptionGroup var fix: FixOption
+
     func validate() throws {
         guard maxEntries >= 1 else { throw ValidationError("--max-entries must be 1 or more, found \(maxEntries)") }
     }
@@ -42,7 +48,9 @@ struct Report: ParsableCommand {
         let report: ScenarioReport
         do {
             let source = try ScenarioSource.load(file)
-            report = try ScenarioReport.run(source.scenario, source: source.text, pictureLines: at, maxEntriesPerNode: maxEntries)
+            report = try ScenarioReport.run(
+                mmu.applied(to: source.scenario), source: source.text, pictureLines: at, maxEntriesPerNode: maxEntries,
+                regressions: regression.regressions, fixes: fix.fixes)
         } catch {
             OutputStream.standardError.writeLine(error.description)
             throw ExitCode(2)

@@ -10,6 +10,16 @@ struct RootsOption: ParsableArguments {
         case local, special
         case localEager = "local-eager"
         case both, all
+
+        var designs: [RootsDesign] {
+            switch self {
+            case .local: [.local]
+            case .special: [.special]
+            case .localEager: [.localEager]
+            case .both: [.local, .special]
+            case .all: [.local, .localEager, .special]
+            }
+        }
     }
 
     @Option(
@@ -18,15 +28,7 @@ struct RootsOption: ParsableArguments {
             valueName: "design"))
     var roots: Choice = .both
 
-    var designs: [RootsDesign] {
-        switch roots {
-        case .local: [.local]
-        case .special: [.special]
-        case .localEager: [.localEager]
-        case .both: [.local, .special]
-        case .all: [.local, .localEager, .special]
-        }
-    }
+    var designs: [RootsDesign] { roots.designs }
 
     /// Every configuration under the chosen designs.
     var configurations: [MMUConfiguration] { DifferentialChecker.configurations(roots: designs) }

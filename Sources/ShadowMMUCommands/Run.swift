@@ -30,6 +30,8 @@ struct Run: ParsableCommand {
     @Flag(help: "Finish with one line per vCPU describing the hypervisor's current root ({\"shadow\":…}).")
     var dumpShadow = false
 
+    @OptionGroup var mmu: MMUOption
+
     @OptionGroup var regression: RegressionOption
 
     @OptionGroup var fix: FixOption
@@ -39,7 +41,8 @@ struct Run: ParsableCommand {
         let stderr = OutputStream.standardError
         let runner: ScenarioRunner
         do {
-            runner = try ScenarioRunner(try ScenarioFile.load(file), regressions: regression.regressions, fixes: fix.fixes)
+            runner = try ScenarioRunner(
+                mmu.applied(to: try ScenarioFile.load(file)), regressions: regression.regressions, fixes: fix.fixes)
         } catch {
             stderr.writeLine(error.description)
             throw ExitCode(2)

@@ -36,6 +36,7 @@ struct WorkloadCommand: ParsableCommand {
             Examples:
               shadowmmu workload fork --mmu shadow --mode pae
               shadowmmu workload mix --mmu tdp-ept --json
+              shadowmmu workload processes --mode pae --size 20 --roots both
               shadowmmu workload processes --mode 5-level --emit /tmp/processes.scenario
               shadowmmu workload --trace examples/traces/walk.lackey --mmu shadow
             """
@@ -47,7 +48,9 @@ struct WorkloadCommand: ParsableCommand {
     @Option(help: "A memory trace to replay (valgrind --tool=lackey --trace-mem=yes output) instead of a named workload.")
     var trace: String?
 
-    @Option(help: "The MMU: \(MMUName.names).")
+    @Option(help: ArgumentHelp(
+        "The MMU: the words of a scenario's 'mmu' line (e.g. 'shadow host=pae32 roots=special', 'tdp format=ept levels=5') or a short name (\(MMUName.names)).",
+        valueName: "words"))
     var mmu = "shadow"
 
     @Option(help: "Guest paging mode: \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")).")
@@ -55,6 +58,12 @@ struct WorkloadCommand: ParsableCommand {
 
     @Option(help: "small, medium, large, or a count (of what, the workload says).")
     var size = "small"
+
+    @Option(
+        help: ArgumentHelp(
+            "Run the workload once under each of these root designs (local, special, local-eager, both or all; the rest of --mmu kept) and print them side by side, with exits and time per context switch.",
+            valueName: "design"))
+    var roots: RootsOption.Choice?
 
     @Option(help: "Seed of the workload's random choices.")
     var seed: UInt64 = 1
@@ -82,9 +91,7 @@ struct WorkloadCommand: ParsableCommand {
             throw ValidationError("unknown workload '\(name)': choose one of \(WorkloadName.allCases.map(\.rawValue).joined(separator: ", "))")
         default: break
         }
-        guard let configuration = MMUName.configuration(named: mmu) else {
-            throw ValidationError("unknown --mmu '\(mmu)': choose one of \(MMUName.names)")
-        }
+        let configuration = try MMUOption.configuration(mmu)
         guard let mode = GuestPagingLayout.Mode(name: mode) else {
             throw ValidationError("unknown --mode '\(mode)': choose one of \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")) (a workload's kernel turns paging on)")
         }
@@ -92,13 +99,18 @@ struct WorkloadCommand: ParsableCommand {
             throw ValidationError("unknown --size '\(size)': use small, medium, large, or a count from 1 to 100000")
         }
         if let problem = WorkloadOptions(mode: mode, mmu: configuration).problem { throw ValidationError(problem) }
+        if roots != nil {
+            if configuration == .native { throw ValidationError("--roots compares hypervisor designs: give a hypervisor --mmu (shadow or tdp), not native") }
+            if emit != nil || check { throw ValidationError("--roots runs the workload several times: drop --emit and --check, or --roots") }
+        }
     }
 
     func run() throws {
+        if let roots { return try compareRoots(roots.designs) }
         let stdout = OutputStream.standardOutput
         let progress = output.progressLine()
         let options = WorkloadOptions(
-            mode: GuestPagingLayout.Mode(name: mode)!, mmu: MMUName.configuration(named: mmu)!,
+            mode: GuestPagingLayout.Mode(name: mode)!, mmu: try MMUOption.configuration(mmu),
             size: WorkloadSize(argument: size)!, seed: seed, record: emit != nil || check, fixes: fix.fixes)
         let log: ((String) -> Void)? = output.verbose ? { progress.message($0) } : nil
 
@@ -176,5 +188,119 @@ struct WorkloadCommand: ParsableCommand {
         }
         progress.clear()
         return lines
+    }
+
+    /// `--roots`: the same workload (same seed, same guest actions) once per
+    /// root design, and what each cost, side by side.
+    func compareRoots(_ designs: [RootsDesign]) throws {
+        let stdout = OutputStream.standardOutput
+        let progress = output.progressLine()
+        let base = try MMUOption.configuration(mmu)
+        var runs: [(design: RootsDesign, run: WorkloadRun, seconds: Double)] = []
+        for design in designs {
+            let options = WorkloadOptions(
+                mode: GuestPagingLayout.Mode(name: mode)!, mmu: base.with(roots: design),
+                size: WorkloadSize(argument: size)!, seed: seed, record: false, fixes: fix.fixes)
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result: WorkloadRun
+            if let trace {
+                do {
+                    result = try TraceReplay.replayFile(trace, options: options, progress: { progress.update("trace \(trace) roots=\(design)", done: $0, total: $1) })
+                } catch {
+                    progress.clear()
+                    OutputStream.standardError.writeLine("\(error.description)")
+                    throw ExitCode(2)
+                }
+            } else {
+                let name = WorkloadName(rawValue: name!)!
+                result = Workload.run(name, options: options, progress: { progress.update("workload \(name) roots=\(design)", done: $0, total: $1) })
+            }
+            let elapsed = clock.now - start
+            runs.append((design, result, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
+        }
+        progress.clear()
+        if let failure = runs.lazy.compactMap(\.run.failure).first(where: { $0.kind == .unusable }) {
+            OutputStream.standardError.writeLine("shadowmmu workload: \(failure.message)")
+            throw ExitCode(2)
+        }
+        let comparison = RootDesignComparison(runs: runs)
+        if json {
+            stdout.writeLine(comparison.json.encoded)
+        } else {
+            stdout.writeLine(comparison.text)
+        }
+        stdout.flush()
+        for (design, run, _) in runs {
+            if let failure = run.failure {
+                OutputStream.standardError.writeLine("shadowmmu workload: under roots=\(design): \(failure)")
+            }
+        }
+        if runs.contains(where: { $0.run.failure != nil }) { throw ExitCode(1) }
+    }
+}
+
+/// A workload run once per root design: the guest does the same thing each
+/// time (same seed), so every difference is the hypervisor's.
+struct RootDesignComparison {
+    var runs: [(design: RootsDesign, run: WorkloadRun, seconds: Double)]
+
+    /// (heading, value per run) for each row of the table.
+    var rows: [(String, [String])] {
+        func counter(_ name: String) -> [String] { runs.map { String($0.run.statistic(name)) } }
+        func perSwitch(_ value: (WorkloadRun, Double) -> Double, format: String) -> [String] {
+            runs.map { run in
+                let switches = run.run.kernel.contextSwitches
+                return switches == 0 ? "-" : String(format: format, value(run.run, run.seconds) / Double(switches))
+            }
+        }
+        return [
+            ("exits", counter("exits")),
+            ("shadow faults fixed", counter("shadow_faults_fixed")),
+            ("roots loaded", counter("roots_loaded")),
+            ("cached-root hits", counter("cached_root_hits")),
+            ("local roots built", counter("local_roots_created")),
+            ("special roots built", counter("special_roots_created")),
+            ("roots freed", counter("roots_freed")),
+            ("shadow pages now", counter("shadow_pages")),
+            ("shadow pages created", counter("shadow_pages_created")),
+            ("host table KiB", runs.map { String($0.run.statistic("host_table_frames") * 4) }),
+            ("context switches", runs.map { String($0.run.kernel.contextSwitches) }),
+            ("exits per switch", perSwitch({ run, _ in Double(run.statistic("exits")) }, format: "%.2f")),
+            ("run time (s)", runs.map { String(format: "%.3f", $0.seconds) }),
+            ("µs per switch", perSwitch({ _, seconds in seconds * 1e6 }, format: "%.1f")),
+        ]
+    }
+
+    var text: String {
+        guard let first = runs.first?.run else { return "" }
+        let mmu = first.options.mmu.with(roots: .local).scenarioText.dropFirst("mmu ".count)
+        var lines = [
+            "\(first.title): \(first.options.mode) guest, \(first.memorySize >> 20) MiB, under \(mmu) (size \(first.options.size), seed \(first.options.seed)), by root design:",
+        ]
+        let headings = [""] + runs.map { "roots=\($0.design)" }
+        let table = [headings] + rows.map { [$0.0] + $0.1 }
+        let widths = (0..<headings.count).map { column in table.map { $0[column].count }.max() ?? 0 }
+        for row in table {
+            let cells = row.enumerated().map { column, cell in
+                column == 0 ? cell.padding(toLength: widths[0], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[column] - cell.count) + cell
+            }
+            lines.append("  " + cells.joined(separator: "  "))
+        }
+        lines.append("(run time is the whole run's, divided by its context switches: the model's time, not a real hypervisor's)")
+        for (design, run, _) in runs where run.failure != nil { lines.append("roots=\(design): FAILED: \(run.failure!)") }
+        return lines.joined(separator: "\n")
+    }
+
+    var json: JSONValue {
+        .object([
+            ("designs", .array(runs.map { design, run, seconds in
+                guard case .object(var fields) = run.summaryJSON else { return run.summaryJSON }
+                fields.insert(("roots", .string(design.rawValue)), at: 0)
+                fields.append(("microseconds", .number(Int(seconds * 1e6))))
+                return .object(fields)
+            })),
+        ])
     }
 }

@@ -79,6 +79,25 @@ private let M: UInt64 = 1 << 20
         #expect(try mmu("mmu tdp format=npt levels=4 host=pae32") == .tdp(format: .npt, levels: 3, host: .pae32))
     }
 
+    @Test func mmuWordsOutsideAFile() throws {
+        // What `--mmu` reads: the words of an `mmu` line, with or without `mmu`.
+        #expect(try ScenarioParser.parseMMU("shadow host=pae32 roots=special") == .shadow(host: .pae32, roots: .special))
+        #expect(try ScenarioParser.parseMMU("mmu tdp format=npt") == .tdp(format: .npt, levels: 4, host: .bits64))
+        for configuration in [MMUConfiguration.native, .shadow(host: .bits64, roots: .localEager), .tdp(format: .ept, levels: 5, host: .bits64)] {
+            #expect(try ScenarioParser.parseMMU(configuration.scenarioText) == configuration)
+        }
+        // Columns count in the words as given.
+        #expect(throws: ScenarioError(file: "--mmu", line: 1, column: 8, message: "expected an option of 'shadow' (host=64bit|pae32 or roots=local|local-eager|special), found 'levels=5'")) {
+            try ScenarioParser.parseMMU("shadow levels=5")
+        }
+        #expect(throws: ScenarioError(file: "--mmu", line: 1, column: 12, message: "expected an option of 'shadow' (host=64bit|pae32 or roots=local|local-eager|special), found 'levels=5'")) {
+            try ScenarioParser.parseMMU("mmu shadow levels=5")
+        }
+        #expect(throws: ScenarioError.self) { try ScenarioParser.parseMMU("") }
+        #expect(throws: ScenarioError.self) { try ScenarioParser.parseMMU("shadow\nshadow") }
+        #expect(throws: ScenarioError.self) { try ScenarioParser.parseMMU("poke 0 0") }
+    }
+
     @Test func setupMayFollowMemoryCommandsButNotVCPUCommands() throws {
         let scenario = try ScenarioParser.parse(
             "mmu shadow\nmachine memory=1M\n", fileName: fileName

@@ -75,7 +75,7 @@ import Testing
     @Test(arguments: [
         (["workload"], "expected a workload name"),
         (["workload", "forks"], "unknown workload 'forks': choose one of boot, processes, fork, munmap, hugepages, mix"),
-        (["workload", "fork", "--mmu", "kvm"], "unknown --mmu 'kvm': choose one of native, shadow"),
+        (["workload", "fork", "--mmu", "kvm"], "unusable --mmu 'kvm' at column 1: expected 'native', 'shadow' or 'tdp' after 'mmu', found 'kvm'; use the words of a scenario's 'mmu' line or one of native, shadow, shadow-pae32"),
         (["workload", "fork", "--mode", "nonpaging"], "unknown --mode 'nonpaging'"),
         (["workload", "fork", "--size", "huge"], "unknown --size 'huge': use small, medium, large"),
         (["workload", "fork", "--mode", "4-level", "--mmu", "shadow-pae32"], "use --mode 32-bit or --mode pae"),

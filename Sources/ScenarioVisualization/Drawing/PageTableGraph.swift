@@ -1,6 +1,7 @@
 import X86Paging
 import ScenarioLanguage
 import ScenarioRuntime
+import ShadowMMU
 
 /// The guest's page tables and the hypervisor's tables at one point of a
 /// scenario, as a graph a renderer can draw: each table is a node listing its
@@ -193,11 +194,13 @@ extension PageTableGraph {
     }
 
     /// Runs `scenario` up to and including line `line` (every command when
-    /// nil) and draws the tables as they are then.
+    /// nil) and draws the tables as they are then; `regressions` and `fixes`
+    /// as for `ScenarioRunner`.
     public static func draw(
-        _ scenario: Scenario, at line: Int? = nil, maxEntriesPerNode: Int = defaultMaxEntriesPerNode
+        _ scenario: Scenario, at line: Int? = nil, maxEntriesPerNode: Int = defaultMaxEntriesPerNode,
+        regressions: Set<Regression> = [], fixes: Set<Deviation> = []
     ) throws(ScenarioError) -> PageTableGraph {
-        let runner = try ScenarioRunner(scenario)
+        let runner = try ScenarioRunner(scenario, regressions: regressions, fixes: fixes)
         for command in scenario.commands {
             if let line, command.line > line { break }
             runner.step(observe: { _ in }, expectationFailed: { _ in })

@@ -1,5 +1,6 @@
 import ScenarioLanguage
 import ScenarioRuntime
+import ShadowMMU
 /// Everything `shadowmmu report` shows of one run: each command with its
 /// outcome and what it cost the hypervisor (counter deltas), the counters
 /// after every command, and page-table pictures at chosen lines. Rendered as
@@ -50,11 +51,12 @@ public struct ScenarioReport: Sendable {
     /// a picture after each line of `pictureLines` (after the last command
     /// when empty). Lines must be lines of the file (see `PageTableGraph.checkLine`).
     public static func run(
-        _ scenario: Scenario, source: String, pictureLines: [Int] = [], maxEntriesPerNode: Int = PageTableGraph.defaultMaxEntriesPerNode
+        _ scenario: Scenario, source: String, pictureLines: [Int] = [], maxEntriesPerNode: Int = PageTableGraph.defaultMaxEntriesPerNode,
+        regressions: Set<Regression> = [], fixes: Set<Deviation> = []
     ) throws(ScenarioError) -> ScenarioReport {
         let sourceLines = Self.lines(of: source)
         for line in pictureLines { try PageTableGraph.checkLine(line, lineCount: sourceLines.count, fileName: scenario.fileName) }
-        let runner = try ScenarioRunner(scenario)
+        let runner = try ScenarioRunner(scenario, regressions: regressions, fixes: fixes)
         let machine = runner.machine
         var pending = pictureLines.isEmpty ? [sourceLines.count] : Array(Set(pictureLines)).sorted()
         var pictures: [Picture] = []
