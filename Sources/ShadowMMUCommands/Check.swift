@@ -37,6 +37,9 @@ struct Check: ParsableCommand {
 
     @OptionGroup var strict: StrictOption
 
+    @Flag(help: "Print JSON Lines: one object per file and configuration, then a summary object (docs/commands.md#json-output).")
+    var json = false
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -61,6 +64,12 @@ struct Check: ParsableCommand {
             }
             for report in reports {
                 tally.add([report.verdict], at: file)
+                if json {
+                    let fields = VerdictJSON.report(
+                        report, file: file, regressions: regression.regressions, fixes: fix.fixes, strict: strict.strict)
+                    stdout.writeLine(JSONValue.object(fields).encoded)
+                    continue
+                }
                 guard !output.quiet || report.verdict != .pass else { continue }
                 stdout.writeLine("\(report.verdict)  \(file)  \(report.configuration)")
                 for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
@@ -72,7 +81,11 @@ struct Check: ParsableCommand {
             }
         }
         progress.clear()
-        if !output.quiet || tally.passes < tally.total { stdout.writeLine(tally.summary) }
+        if json {
+            stdout.writeLine(JSONValue.object([("summary", tally.json)]).encoded)
+        } else if !output.quiet || tally.passes < tally.total {
+            stdout.writeLine(tally.summary)
+        }
         stdout.flush()
         if tally.failures > 0 || (strict.strict && tally.deviationCount > 0) { throw ExitCode(1) }
     }
@@ -187,6 +200,9 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Folder to write every generated guest to (to study or replay them).")
     var saveAll: String?
 
+    @Flag(help: "Print JSON Lines: one object per guest, one summary object per mode, then one for every mode (docs/commands.md#json-output).")
+    var json = false
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -197,14 +213,15 @@ struct Fuzz: ParsableCommand {
     }
 
     /// Writes a failing guest to the --save-failures folder, whole and
-    /// minimized to the fewest lines for which `stillFails` holds.
-    func saveFailure(_ text: String, name: String, stillFails: (String) -> Bool) throws {
+    /// minimized to the fewest lines for which `stillFails` holds; returns
+    /// both paths.
+    func saveFailure(_ text: String, name: String, stillFails: (String) -> Bool) throws -> (whole: String, minimized: String, lines: Int) {
         let minimized = ScenarioMinimizer.minimize(text, stillFails: stillFails)
         let path = saveFailures + "/" + name
         let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
         try ScenarioFile.save(text, to: path)
         try ScenarioFile.save(minimized + "\n", to: minimizedPath)
-        OutputStream.standardOutput.writeLine("      written to \(path), minimized (\(minimized.split(separator: "\n").count) lines) to \(minimizedPath)")
+        return (path, minimizedPath, minimized.split(separator: "\n").count)
     }
 
     func run() throws {
@@ -226,6 +243,21 @@ struct Fuzz: ParsableCommand {
             let name = guest.name
             tallies[guest.familyIndex].add(guest.reports.map(\.verdict), at: name)
             let failed = guest.failures(strict: strict.strict)
+            if json {
+                var fields: [(String, JSONValue)] = [("guest", .string(name)), ("mode", .string(guest.family.description)), ("seed", .number(Int(truncatingIfNeeded: guest.seed)))]
+                fields += VerdictJSON.fields(Self.worst(guest.reports.map(\.verdict)))
+                if !failed.isEmpty {
+                    let saved = try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
+                    fields += [("saved", .string(saved.whole)), ("minimized", .string(saved.minimized))]
+                }
+                let differing = guest.reports.filter { $0.verdict != .pass }.map {
+                    JSONValue.object(VerdictJSON.report(
+                        $0, file: failed.isEmpty ? nil : saveFailures + "/" + name, regressions: regression.regressions, fixes: fix.fixes, strict: strict.strict))
+                }
+                fields.append(("configurations", .array(differing)))
+                stdout.writeLine(JSONValue.object(fields).encoded)
+                return .proceed
+            }
             if failed.isEmpty {
                 if output.verbose {
                     let deviations = guest.reports.filter { $0.verdict != .pass }
@@ -240,7 +272,8 @@ struct Fuzz: ParsableCommand {
                 for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
             }
             // Shrink to the fewest lines that still fail (a deviation does not count, unless --strict).
-            try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
+            let saved = try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
+            stdout.writeLine("      written to \(saved.whole), minimized (\(saved.lines) lines) to \(saved.minimized)")
             if let first = failed.first {
                 for line in Reproduction.lines(
                     file: saveFailures + "/" + name, configuration: first.configuration, line: first.firstMismatchLine,
@@ -250,6 +283,16 @@ struct Fuzz: ParsableCommand {
         }
         progress.clear()
         var total = VerdictTally()
+        if json {
+            for (mode, tally) in zip(families, tallies) {
+                stdout.writeLine(JSONValue.object([("mode", .string(mode.description)), ("summary", tally.json)]).encoded)
+                total.merge(tally)
+            }
+            stdout.writeLine(JSONValue.object([("summary", total.json)]).encoded)
+            stdout.flush()
+            if total.failures > 0 || (strict.strict && total.deviationCount > 0) { throw ExitCode(1) }
+            return
+        }
         for (mode, tally) in zip(families, tallies) {
             if !output.quiet || tally.passes < count { stdout.writeLine("\(mode): \(Self.summary(tally))") }
             total.merge(tally)
@@ -260,6 +303,15 @@ struct Fuzz: ParsableCommand {
         }
         stdout.flush()
         if total.failures > 0 || (strict.strict && total.deviationCount > 0) { throw ExitCode(1) }
+    }
+
+    /// A guest's verdict: a failure if one configuration fails, else the
+    /// deviations its configurations showed, else a pass.
+    static func worst(_ verdicts: [DifferentialChecker.Verdict]) -> DifferentialChecker.Verdict {
+        if verdicts.contains(.fail) { return .fail }
+        var deviations: Set<Deviation> = []
+        for case .deviation(let set) in verdicts { deviations.formUnion(set) }
+        return deviations.isEmpty ? .pass : .deviation(deviations)
     }
 
     /// "P/N guests match the reference", and when not all do,

@@ -38,6 +38,9 @@ struct Matrix: ParsableCommand {
 
     @OptionGroup var strict: StrictOption
 
+    @Flag(help: "Print JSON Lines: one object per row (configuration and guest), then a summary object (docs/commands.md#json-output).")
+    var json = false
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -58,6 +61,7 @@ struct Matrix: ParsableCommand {
             OutputStream.standardError.writeLine(error.description)
             throw ExitCode(2)
         }
+        if json { return try printJSON(rows, to: stdout) }
         let header = ["configuration", "guest", "root", "exits", "pages", "fixed", "guest #PF", "refs/walk", "verdict"]
         let table = rows.map { row -> [String] in
             [
@@ -68,17 +72,40 @@ struct Matrix: ParsableCommand {
         }
         Self.print(header: header, table, to: stdout)
         if roots.designs.count > 1 { printDesignsSideBySide(rows, to: stdout) }
-        var tally = VerdictTally()
-        for row in rows {
-            switch row.verdict {
-            case .pass: tally.add([.pass])
-            case .deviation(let deviations, _): tally.add([.deviation(deviations)])
-            case .fail: tally.add([.fail])
-            }
-        }
+        let tally = Self.tally(rows)
         var summary = "\(tally.passes)/\(rows.count) configurations × guest modes match the architecture"
         if tally.passes < rows.count { summary += ", \(tally.deviationPart), \(tally.failures) FAIL" }
         stdout.writeLine(summary)
+        stdout.flush()
+        if rows.contains(where: { $0.verdict.isFailure(strict: strict.strict) }) { throw ExitCode(1) }
+    }
+
+    static func tally(_ rows: [MatrixRow]) -> VerdictTally {
+        var tally = VerdictTally()
+        for row in rows { tally.add([row.checkerVerdict]) }
+        return tally
+    }
+
+    /// `--json`: one object per row, then the summary.
+    func printJSON(_ rows: [MatrixRow], to stdout: OutputStream) throws {
+        for row in rows {
+            var fields: [(String, JSONValue)] = [
+                ("mmu", .string(row.configuration.scenarioText)), ("guest", .string(row.guest)),
+                ("root_levels", .number(row.rootLevels)), ("local_levels", .number(row.localLevels)),
+                ("special_root", .bool(row.specialRoot)), ("passthrough", .bool(row.passthrough)),
+                ("exits", .number(row.exits)), ("pages", .number(row.pages)), ("faults_fixed", .number(row.faultsFixed)),
+                ("guest_faults", .number(row.guestFaults)), ("roots_built", .number(row.rootsBuilt)), ("roots_freed", .number(row.rootsFreed)),
+                ("table_kib", .number(row.tableKiB)),
+                ("references_per_walk_x100", row.referencesPerWalk.map { .number(Int(($0 * 100).rounded())) } ?? .null),
+            ]
+            fields += VerdictJSON.fields(row.checkerVerdict)
+            switch row.verdict {
+            case .pass: fields.append(("first_difference", .null))
+            case .deviation(_, let first), .fail(let first): fields.append(("first_difference", .string(first)))
+            }
+            stdout.writeLine(JSONValue.object(fields).encoded)
+        }
+        stdout.writeLine(JSONValue.object([("summary", Self.tally(rows).json)]).encoded)
         stdout.flush()
         if rows.contains(where: { $0.verdict.isFailure(strict: strict.strict) }) { throw ExitCode(1) }
     }
@@ -127,5 +154,16 @@ struct Matrix: ParsableCommand {
         stdout.writeLine("")
         stdout.writeLine("Root designs side by side (exits to the hypervisor, faults fixed, hashed pages and host table memory at the end, roots built/freed):")
         Self.print(header: header, table, to: stdout)
+    }
+}
+
+extension MatrixRow {
+    /// The row's verdict in the checker's terms (without its first difference).
+    var checkerVerdict: DifferentialChecker.Verdict {
+        switch verdict {
+        case .pass: .pass
+        case .deviation(let deviations, _): .deviation(deviations)
+        case .fail: .fail
+        }
     }
 }

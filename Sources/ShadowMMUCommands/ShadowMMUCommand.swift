@@ -32,6 +32,11 @@ extension ShadowMMUCommand {
     /// any input that cannot be used, exit status 2 — after the argument
     /// parser's message and usage — rather than ArgumentParser's 64.
     public static func runCommandLine() -> Never {
+        if let problem = unknownSubcommand(in: Array(CommandLine.arguments.dropFirst())) {
+            OutputStream.standardError.writeLine("Error: \(problem)")
+            OutputStream.standardError.writeLine("Usage: shadowmmu <subcommand>\n  See 'shadowmmu --help' for the subcommands.")
+            exit(withError: ExitCode(2))
+        }
         do {
             var command = try parseAsRoot()
             try command.run()
@@ -44,5 +49,37 @@ extension ShadowMMUCommand {
             }
             exit(withError: error)
         }
+    }
+}
+
+extension ShadowMMUCommand {
+    static var subcommandNames: [String] {
+        configuration.subcommands.map { $0._commandName } + ["help"]
+    }
+
+    /// What is wrong when `arguments` start with a word that is no
+    /// subcommand (`shadowmmu rnu x`), with the nearest names; nil otherwise.
+    static func unknownSubcommand(in arguments: [String]) -> String? {
+        guard let first = arguments.first, !first.hasPrefix("-"), !subcommandNames.contains(first) else { return nil }
+        let distances = subcommandNames.map { ($0, editDistance(first.lowercased(), $0)) }
+        let best = distances.map(\.1).min() ?? .max
+        let near = distances.filter { $0.1 == best && best <= max(2, first.count / 2) }.map { "'\($0.0)'" }
+        let names = subcommandNames.dropLast().joined(separator: ", ")
+        if near.isEmpty { return "unknown subcommand '\(first)'; the subcommands are \(names)" }
+        return "unknown subcommand '\(first)'; did you mean \(near.joined(separator: " or "))? (the subcommands are \(names))"
+    }
+
+    /// Levenshtein distance between `a` and `b`, counting characters.
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        var previous = Array(0...b.count)
+        for (i, x) in a.enumerated() {
+            var current = [i + 1]
+            for (j, y) in b.enumerated() {
+                current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+            }
+            previous = current
+        }
+        return previous[b.count]
     }
 }

@@ -1,0 +1,72 @@
+import Foundation
+import Testing
+
+/// Command-line conventions: a misspelt subcommand, `--json` on the
+/// commands CI runs, `--version`.
+@Suite struct Conventions {
+    @Test(arguments: [("rnu", "run"), ("chek", "check"), ("fuz", "fuzz"), ("matirx", "matrix"), ("expain", "explain")])
+    func aMisspeltSubcommandGetsTheNearestName(_ typed: String, _ meant: String) throws {
+        let result = try shadowmmu([typed, "x"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("unknown subcommand '\(typed)'; did you mean '\(meant)'?"), "\(result.stderr)")
+    }
+
+    @Test func aWordFarFromEveryNameListsThem() throws {
+        let result = try shadowmmu(["xyzzyq"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("unknown subcommand 'xyzzyq'; the subcommands are run, explain, check"), "\(result.stderr)")
+        #expect(!result.stderr.contains("did you mean"))
+    }
+
+    @Test func checkJSONIsOneObjectPerConfigurationAndASummary() throws {
+        let file = "Tests/ShadowMMUTests/Deviations/efer-nx-forced.scenario"
+        let text = try shadowmmu(["check", file])
+        let result = try shadowmmu(["check", "--json", file])
+        #expect(result.status == 0)
+        let objects = try result.stdoutLines.map(JSON.parse)
+        let reports = objects.dropLast()
+        // The same verdicts as the text, configuration by configuration.
+        let textVerdicts = text.stdoutLines.filter { $0.hasPrefix("pass ") || $0.hasPrefix("deviation ") || $0.hasPrefix("FAIL ") }
+        #expect(reports.count == textVerdicts.count)
+        for (object, line) in zip(reports, textVerdicts) {
+            #expect(object.keys.prefix(3) == ["file", "mmu", "verdict"])
+            #expect(line.hasSuffix("  " + (object["mmu"]?.string ?? "?")), "\(line)")
+            #expect(line.hasPrefix(object["verdict"]?.string == "fail" ? "FAIL" : object["verdict"]?.string ?? "?"))
+        }
+        let deviation = try #require(reports.first { $0["verdict"]?.string == "deviation" })
+        #expect(deviation["deviations"] == .array([.string("efer-nx-forced")]))
+        #expect(deviation["first_mismatch_line"]?.int == 30)
+        #expect(deviation["reproduce"] == nil, "a deviation is no failure without --strict")
+        let summary = try #require(objects.last?["summary"])
+        #expect(summary["deviation"]?.int == 2 && summary["fail"]?.int == 0)
+        #expect(summary["pass"]?.int == reports.filter { $0["verdict"]?.string == "pass" }.count)
+        #expect(summary["deviations"]?["efer-nx-forced"]?.int == 2)
+
+        let strict = try shadowmmu(["check", "--json", "--strict", file])
+        #expect(strict.status == 1)
+        let reproduce = try strict.stdoutLines.map(JSON.parse).compactMap { $0["reproduce"]?.array }
+        #expect(reproduce.count == 2 && reproduce.allSatisfy { $0.first?.string?.hasPrefix("shadowmmu run \(file) --mmu 'shadow") == true })
+    }
+
+    @Test func fuzzAndMatrixJSONEndWithTheirSummaries() throws {
+        let fuzz = try shadowmmu(["fuzz", "--json", "--mode", "pae", "--count", "3", "--length", "40"])
+        #expect(fuzz.status == 0, "\(fuzz.stderr)")
+        let guests = try fuzz.stdoutLines.map(JSON.parse)
+        #expect(guests.count == 3 + 1 + 1)
+        #expect(guests.prefix(3).map { $0["guest"]?.string } == ["fuzz-pae-0.scenario", "fuzz-pae-1.scenario", "fuzz-pae-2.scenario"])
+        #expect(guests[3]["mode"]?.string == "pae")
+        #expect(guests[4]["summary"]?["pass"].flatMap(\.int).map { $0 + (guests[4]["summary"]?["deviation"]?.int ?? 0) } == 3)
+
+        let matrix = try shadowmmu(["matrix", "--json", "--length", "30", "--roots", "local"])
+        let text = try shadowmmu(["matrix", "--length", "30", "--roots", "local"])
+        let rows = try matrix.stdoutLines.map(JSON.parse)
+        // As many rows as the table (its header and summary line aside), and the same exits.
+        let tableRows = text.stdoutLines.dropFirst().dropLast()
+        #expect(rows.count - 1 == tableRows.count)
+        for (row, line) in zip(rows, tableRows) {
+            let cells = line.split(separator: " ", omittingEmptySubsequences: true)
+            #expect(cells.contains { $0 == "\(row["exits"]?.int ?? -1)" }, "\(line) vs \(row)")
+        }
+        #expect(rows.last?["summary"]?["fail"]?.int == 0)
+    }
+}
