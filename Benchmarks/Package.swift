@@ -76,6 +76,7 @@ let package = Package(
             name: "HotPathProfile",
             dependencies: [
                 "BenchmarkGuests",
+                .product(name: "ShadowMMU", package: shadowMMUPackage),
                 .product(name: "VirtualMachine", package: shadowMMUPackage),
                 .product(name: "X86Paging", package: shadowMMUPackage),
             ],

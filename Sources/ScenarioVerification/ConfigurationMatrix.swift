@@ -102,7 +102,7 @@ public enum ConfigurationMatrix {
             for report in try DifferentialChecker.check(scenario, under: configurations, fixes: fixes) {
                 guard let hypervisor = report.machine.hypervisor else { continue }
                 let statistics = Dictionary(report.machine.statistics, uniquingKeysWith: { first, _ in first })
-                let root = hypervisor.currentRoot(vcpu: 0)
+                let root = completeRoot(of: scenario, under: report.configuration, fixes: fixes) ?? hypervisor.currentRoot(vcpu: 0)
                 let (levels, local, special) = shape(root)
                 let walks = statistics["hardware_walks"] ?? 0
                 rows.append(MatrixRow(
@@ -117,6 +117,29 @@ public enum ConfigurationMatrix {
             }
         }
         return rows
+    }
+
+    /// The root when it was most complete: the run's last root can have
+    /// just been rebuilt (a CR3 load, a nested entry) with its local levels
+    /// not yet filled, or not built at all. Re-runs `scenario` under
+    /// `configuration` and looks at the accessing vCPU's root after every
+    /// access: the one
+    /// with the deepest chain of local pages (or special tables), the
+    /// latest among equals, is the root's shape.
+    static func completeRoot(of scenario: Scenario, under configuration: MMUConfiguration, fixes: Set<Deviation>) -> ShadowTableDump? {
+        var variant = scenario
+        variant.mmu = configuration
+        guard let runner = try? ScenarioRunner(variant, fixes: fixes), let hypervisor = runner.machine.hypervisor else { return nil }
+        var best: (root: ShadowTableDump, local: Int)?
+        var vcpu = 0
+        for command in variant.commands {
+            runner.step(observe: { _ in }, expectationFailed: { _ in })
+            if case .selectVCPU(let index) = command.action { vcpu = index }
+            guard case .access = command.action, let root = hypervisor.currentRoot(vcpu: vcpu) else { continue }
+            let local = shape(root).1
+            if best.map({ local >= $0.local }) ?? true { best = (root, local) }
+        }
+        return best?.root
     }
 
     /// Levels of the root, how many local pages (or special tables) stack

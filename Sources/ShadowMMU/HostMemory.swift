@@ -46,7 +46,7 @@ public final class HostMemory: PhysicalMemory {
             frame = nextTableFrame
             nextTableFrame += 1
         }
-        for offset in stride(from: UInt64(0), to: 4096, by: 8) { storage.store(frame << 12 + offset, width: 8, 0) }
+        storage.fill(frame: frame, with: 0)
         tableFramesInUse += 1
         return frame
     }
@@ -54,7 +54,7 @@ public final class HostMemory: PhysicalMemory {
     /// Returns a table frame; its contents become `poison`.
     public func freeTableFrame(_ frame: UInt64) {
         precondition(!freedFrames.contains(frame), "double free of host frame \(frame.hex)")
-        for offset in stride(from: UInt64(0), to: 4096, by: 8) { storage.store(frame << 12 + offset, width: 8, Self.poison) }
+        storage.fill(frame: frame, with: Self.poison)
         freedFrames.insert(frame)
         freeTableFrames.append(frame)
         tableFramesInUse -= 1

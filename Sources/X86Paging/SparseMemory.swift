@@ -92,6 +92,16 @@ public final class SparseMemory: PhysicalMemory {
         }
     }
 
+    /// Sets all 512 words of frame `frame` to `value` at once (a table
+    /// frame zeroed when allocated, poisoned when freed): one page look-up,
+    /// not 512 stores.
+    public func fill(frame: UInt64, with value: UInt64) {
+        let address = frame << 12
+        guard address < size, frame < 1 << 52 else { return }
+        if value == 0, page(address) == nil { return }
+        materialize(address).update(repeating: value, count: 512)
+    }
+
     /// Frame numbers of the pages that hold any data, ascending (for dumps and tests).
     public var backedFrames: [UInt64] {
         var frames: [UInt64] = []

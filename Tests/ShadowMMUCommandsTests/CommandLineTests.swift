@@ -362,7 +362,7 @@ struct BadInput: CustomTestStringConvertible, Sendable {
     /// Every subcommand's help screen: exit 0, the usage line names the
     /// subcommand, and no escape or layout debris (a stray backslash from a
     /// `\\` in a multi-line string, a tab, a doubled space inside a sentence).
-    @Test(arguments: ShadowMMUCommand.configuration.subcommands.map { $0.configuration.commandName ?? "" })
+    @Test(arguments: ShadowMMUCommand.configuration.subcommands.map { $0._commandName })
     func everySubcommandsHelpIsClean(_ subcommand: String) throws {
         let result = try shadowmmu([subcommand, "--help"])
         #expect(result.status == 0)

@@ -90,26 +90,12 @@ func registerTwoDimensionalBenchmarks() {
     // load. The ratios are what the series costs a nested PAE hypervisor.
     for (roots, label) in [(RootDesign.local, "local root rebuilt"), (.localEager, "local-eager root rebuilt"), (.special, "special root rebuilt")] {
         Benchmark("Nested VMRUN + read, PAE L1 on a 4-level L0 (\(label))") { benchmark in
-            let vm = VirtualMachine(memorySize: 64 << 20, mode: .tdp(format: .x86, levels: 4), rootDesign: roots)
-            var nested = GuestTableBuilder(
-                mode: .pae, tableBase: 1 << 20, tableLimit: 2 << 20,
-                poke: { vm.poke($0, width: 8, $1) }, peek: { vm.peek($0, width: 8) })
-            let l2Page: UInt64 = 0x4000_0000
-            nested.map(l2Page, to: 8 << 20)
-            let model = CPUModel(maxPhysicalAddressBits: 46, vendor: .amd, latchesPDPTEs: false)
-            let l1 = ControlRegisters(
-                model: model, cr0: CR0(rawValue: 0x8001_0001), cr3: nested.root, cr4: CR4(rawValue: 0x20), efer: EFER(rawValue: 0x800))
-            func enterAndRead() -> UInt64 {
-                vm.enterNested(vcpu: 0, paging: .npt(host: l1), flush: false)
-                guard case .completed(_, let value?) = vm.access(vcpu: 0, l2Page, .read, width: 8) else {
-                    preconditionFailure("an L2 read did not complete")
-                }
-                return value
-            }
-            var sink = enterAndRead()  // L0's shadows of L1's nested tables exist from here on
+            let guest = NestedPAEGuest(roots: roots)
+            let vm = guest.vm
+            var sink = guest.enterAndRead()  // L0's shadows of L1's nested tables exist from here on
             let statistics = vm.mmu.statistics
             benchmark.startMeasurement()
-            for _ in benchmark.scaledIterations { sink &+= enterAndRead() }
+            for _ in benchmark.scaledIterations { sink &+= guest.enterAndRead() }
             benchmark.stopMeasurement()
             blackHole(sink)
             let after = vm.mmu.statistics
