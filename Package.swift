@@ -57,8 +57,11 @@ let package = Package(
                 "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "ScenarioVisualization", "GuestWorkloads",
                 "Conformance", "RealKVM", "ShadowMMU", "X86Paging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ]
+            ],
+            plugins: ["BuildStamp"]
         ),
+        // Stamps the git commit the sources were built from (`shadowmmu --version`).
+        .plugin(name: "BuildStamp", capability: .buildTool()),
         .executableTarget(name: "shadowmmu", dependencies: ["ShadowMMUCommands"]),
         // Helpers several test targets share (where the repository's files
         // are, hex, a scenario run to its printed lines); not a test target.

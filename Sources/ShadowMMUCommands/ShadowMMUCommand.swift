@@ -20,10 +20,19 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu matrix
               shadowmmu workload fork --mmu shadow
             """,
+        version: version,
         subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self, WorkloadCommand.self, Conform.self, Zoo.self]
     )
 
     public init() {}
+
+    /// This package's version; bump it with a release.
+    public static let packageVersion = "0.1.0"
+
+    /// `shadowmmu --version`: the package version and the git commit the
+    /// tool was built from (`+changes` when tracked files differed from it;
+    /// `unknown` when built outside a git checkout).
+    public static var version: String { "shadowmmu \(packageVersion) (commit \(buildCommit))" }
 }
 
 extension ShadowMMUCommand {

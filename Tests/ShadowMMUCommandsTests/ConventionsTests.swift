@@ -69,4 +69,29 @@ import Testing
         }
         #expect(rows.last?["summary"]?["fail"]?.int == 0)
     }
+
+    @Test func versionNamesThePackageVersionAndTheCommit() throws {
+        let result = try shadowmmu(["--version"])
+        #expect(result.status == 0)
+        let line = result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let prefix = "shadowmmu 0.1.0 (commit "
+        #expect(line.hasPrefix(prefix) && line.hasSuffix(")"), "\(line)")
+        let commit = line.dropFirst(prefix.count).dropLast().replacingOccurrences(of: "+changes", with: "")
+        guard commit != "unknown" else {
+            print("--version: built outside a git checkout (or without git): the commit is 'unknown'; not compared with git")
+            return
+        }
+        #expect(commit.count == 12 && commit.allSatisfy(\.isHexDigit), "\(line)")
+        // The commit is one of this repository's.
+        let git = Process()
+        git.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        git.arguments = ["git", "-C", packageRoot.path, "cat-file", "-t", commit]
+        let pipe = Pipe()
+        git.standardOutput = pipe
+        git.standardError = FileHandle.nullDevice
+        try git.run()
+        git.waitUntilExit()
+        let kind = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(kind.trimmingCharacters(in: .whitespacesAndNewlines) == "commit", "\(commit) is no commit of \(packageRoot.path)")
+    }
 }
