@@ -56,6 +56,8 @@ extension AccessExplanation {
             return .object([("stage", .string("tlb")), ("result", .string("miss"))])
         case .note(let text):
             return .object([("stage", .string("note")), ("text", .string(text))])
+        case .hypervisor(let step):
+            return .object([("stage", .string("hypervisor")), ("action", .string(step.action))] + step.fields + [("text", .string(step.text))])
         case .walk(let title, let mode, let trace):
             return walkJSON(title: title, mode: mode, trace: trace, address: registers.linearAddress(command.address))
         case .nestedWalk(let title, let mode, let ept, let address, let access, let trace):

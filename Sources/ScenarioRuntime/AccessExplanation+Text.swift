@@ -60,6 +60,8 @@ extension AccessExplanation {
             return ["TLB: miss. No translation of this page is cached, so the CPU walks the page tables."]
         case .note(let text):
             return [text]
+        case .hypervisor(let step):
+            return [step.text]
         case .walk(let title, let mode, let trace):
             return walkText(
                 title: title, mode: mode, trace: trace, address: registers.linearAddress(command.address), addressName: "linear address",

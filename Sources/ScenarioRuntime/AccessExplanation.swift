@@ -18,8 +18,33 @@ public struct AccessExplanation: Sendable {
         /// `address`, as the second-stage `access` it is (NPT: a user access;
         /// EPT: entries in EPT format, `mode` gives only the levels).
         case nestedWalk(title: String, mode: PagingMode, ept: Bool, address: UInt64, access: MemoryAccess, trace: WalkTrace)
+        /// A step of the hypervisor or of the hardware running its tables
+        /// (`mmu shadow`, `mmu tdp`, nested guests), with typed fields.
+        case hypervisor(HypervisorStep)
         /// Free-form commentary from a stage that has no structure yet.
         case note(String)
+    }
+
+    /// What the hypervisor (or the hardware walking its tables) did: a VM
+    /// entry, an exit, a shadow page found or created, an spte written, an
+    /// unsync, a write-protection, a second-stage translation, the outcome.
+    /// `explain` prints `text`; `explain --json` prints `action` and `fields`.
+    public struct HypervisorStep: Sendable {
+        /// `vm-entry`, `hardware-tlb-hit`, `exit`, `second-stage-fault`,
+        /// `two-dimensional-walk`, `second-stage`, `page-found`,
+        /// `page-created`, `spte-written`, `unsync`, `write-protect`,
+        /// `outcome`, `decision`.
+        public var action: String
+        /// The step's facts, in order (addresses as hex strings).
+        public var fields: [(String, JSONValue)]
+        /// The sentence `explain` prints.
+        public var text: String
+
+        public init(_ action: String, _ fields: [(String, JSONValue)], text: String) {
+            self.action = action
+            self.fields = fields
+            self.text = text
+        }
     }
 
     public var vcpu: Int

@@ -76,46 +76,105 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
         for event in events {
             switch event {
             case .entry(let frame, let levels, let local):
-                stages.append(.note("VM entry: the hardware uses the hypervisor's \(levels)-level root at host frame \((frame).hex)\(local ? " (a local shadow page of this vCPU)" : "")"))
+                stages.append(.hypervisor(.init(
+                    "vm-entry", [("root_frame", .hex(frame)), ("levels", .number(levels)), ("local", .bool(local))],
+                    text: "VM entry: the hardware uses the hypervisor's \(levels)-level root at host frame \((frame).hex)\(local ? " (a local shadow page of this vCPU)" : "")")))
             case .tlbHit(let hpa):
-                stages.append(.note("hardware TLB hit: host physical address \(hpa.hex)"))
+                stages.append(.hypervisor(.init(
+                    "hardware-tlb-hit", [("host_physical_address", .hex(hpa))], text: "hardware TLB hit: host physical address \(hpa.hex)")))
             case .walk(let trace, let mode):
                 stages.append(.walk(title: "shadow tables (the hardware's walk, host physical addresses)", mode: mode, trace: trace))
             case .exit(let code, let outcome, let steps):
-                stages.append(.note("page fault \(code) on the shadow tables: exit to the hypervisor"))
+                stages.append(.hypervisor(.init(
+                    "exit", [("reason", .string("page-fault")), ("error_code", .hex(UInt64(code.rawValue)))],
+                    text: "page fault \(code) on the shadow tables: exit to the hypervisor")))
                 for step in steps { stages.append(Self.stage(for: step)) }
-                stages.append(.note("the hypervisor \(Self.describe(outcome))"))
+                stages.append(Self.outcomeStage(outcome))
             case .twoDimensionalWalk(let guestTrace, let mode, let secondStage, let references):
-                let l2 = vm.vcpus[vcpu].l1Paging != nil
-                let second = l2 ? "L0's shadow of L1's nested tables" : "the TDP tables"
-                stages.append(.note("two-dimensional walk (\(references) memory references): the \(l2 ? "L2 guest's" : "guest's") own tables, each guest-physical address translated through \(second)"))
-                if mode != .none {
-                    stages.append(.walk(title: "\(l2 ? "L2's" : "guest's") tables (the hardware's walk; guest-physical addresses)", mode: mode, trace: guestTrace))
-                }
-                for step in secondStage {
-                    let what = step.pagingStructure ? "a guest paging-structure entry" : "the final address"
-                    let outcome = switch step.result {
-                    case .translated(let hpa, let shift, let writable):
-                        "host \(hpa.hex) (\(shift == 12 ? "4 KiB" : shift == 21 ? "2 MiB" : "1 GiB") page\(writable ? "" : ", read-only"))"
-                    case .fault(let fault):
-                        "fault: \(fault.result)" + (fault.information.map { " \($0.hex)" } ?? "")
-                    }
-                    stages.append(.note("  second stage: guest-physical \(step.guestPhysicalAddress.hex) (\(what)) → \(outcome); \(step.references) references"))
-                }
+                stages += Self.twoDimensionalStages(guestTrace, mode: mode, secondStage: secondStage, references: references, l2: vm.vcpus[vcpu].l1Paging != nil)
             case .nestedExit(let fault, let outcome, let steps):
                 let info = fault.information.map { " with \(fault.result.informationName) \($0.hex)" } ?? ""
-                stages.append(.note("second-stage fault (\(fault.result)\(info)) at guest-physical \(fault.guestPhysicalAddress.hex): exit to the hypervisor"))
+                stages.append(.hypervisor(.init(
+                    "exit",
+                    [("reason", .string(fault.result.rawValue)), ("guest_physical_address", .hex(fault.guestPhysicalAddress))]
+                        + (fault.information.map { [("information", JSONValue.hex($0))] } ?? []),
+                    text: "second-stage fault (\(fault.result)\(info)) at guest-physical \(fault.guestPhysicalAddress.hex): exit to the hypervisor")))
                 for step in steps { stages.append(Self.stage(for: step)) }
-                stages.append(.note("the hypervisor \(Self.describe(outcome))"))
+                stages.append(Self.outcomeStage(outcome))
             }
         }
         return AccessExplanation(vcpu: vcpu, command: command, registers: registers, stages: stages, outcome: Self.outcome(result))
+    }
+
+    /// A two-dimensional walk: the guest's walk, then each second-stage
+    /// translation with what it was for — reading a guest entry, setting a
+    /// guest entry's accessed/dirty flags (after the reads, in the walk's
+    /// order), or the final address. When the translation of a guest entry's
+    /// own address faults, that entry was never read: the guest walk is shown
+    /// without it, and a step says where the walk stopped.
+    static func twoDimensionalStages(
+        _ guestTrace: WalkTrace, mode: PagingMode, secondStage: [SecondStageTranslation], references: Int, l2: Bool
+    ) -> [AccessExplanation.Stage] {
+        var stages: [AccessExplanation.Stage] = []
+        let second = l2 ? "L0's shadow of L1's nested tables" : "the TDP tables"
+        stages.append(.hypervisor(.init(
+            "two-dimensional-walk", [("references", .number(references)), ("l2", .bool(l2))],
+            text: "two-dimensional walk (\(references) memory reference\(references == 1 ? "" : "s")): the \(l2 ? "L2 guest's" : "guest's") own tables, each guest-physical address translated through \(second)")))
+        let entryReads = guestTrace.steps.filter { if case .memory = $0.source { true } else { false } }.count
+        var shown = guestTrace
+        var unread: (level: Int, address: UInt64)?
+        if let last = secondStage.last, last.pagingStructure, case .fault = last.result,
+           secondStage.filter(\.pagingStructure).count == entryReads, let step = shown.steps.last, case .memory(let address) = step.source {
+            // The walk stopped translating this entry's address: the entry itself was never read.
+            unread = (step.level, address)
+            shown.steps.removeLast()
+        }
+        if mode != .none, !shown.steps.isEmpty {
+            stages.append(.walk(title: "\(l2 ? "L2's" : "guest's") tables (the hardware's walk; guest-physical addresses)", mode: mode, trace: shown))
+        }
+        var entriesTranslated = 0
+        for step in secondStage {
+            let purpose: String, what: String
+            if !step.pagingStructure {
+                (purpose, what) = ("final-address", "the final address")
+            } else if entriesTranslated < entryReads {
+                entriesTranslated += 1
+                (purpose, what) = ("read-entry", "to read a guest paging-structure entry")
+            } else {
+                (purpose, what) = ("set-accessed-dirty", "to set accessed/dirty flags in a guest paging-structure entry, a second translation of its address")
+            }
+            var fields: [(String, JSONValue)] = [
+                ("guest_physical_address", .hex(step.guestPhysicalAddress)), ("paging_structure", .bool(step.pagingStructure)),
+                ("purpose", .string(purpose)), ("references", .number(step.references)),
+            ]
+            let outcome: String
+            switch step.result {
+            case .translated(let hpa, let shift, let writable):
+                outcome = "host \(hpa.hex) (\(shift == 12 ? "4 KiB" : shift == 21 ? "2 MiB" : "1 GiB") page\(writable ? "" : ", read-only"))"
+                fields += [("result", .string("translated")), ("host_physical_address", .hex(hpa)), ("page_shift", .number(Int(shift))), ("writable", .bool(writable))]
+            case .fault(let fault):
+                outcome = "fault: \(fault.result)" + (fault.information.map { " \($0.hex)" } ?? "")
+                fields += [("result", .string(fault.result.rawValue))] + (fault.information.map { [("information", JSONValue.hex($0))] } ?? [])
+            }
+            stages.append(.hypervisor(.init(
+                "second-stage", fields,
+                text: "  second stage: guest-physical \(step.guestPhysicalAddress.hex) (\(what)) → \(outcome); \(step.references) reference\(step.references == 1 ? "" : "s")")))
+        }
+        if let unread {
+            stages.append(.hypervisor(.init(
+                "walk-stopped", [("level", .number(unread.level)), ("entry_address", .hex(unread.address))],
+                text: "the walk stopped before reading the guest's level-\(unread.level) entry at guest-physical \(unread.address.hex): translating that address faulted in the second stage, so the entry was never read (and no accessed/dirty flag was written)")))
+        }
+        return stages
     }
 
     static func stage(for event: MMUEvent) -> AccessExplanation.Stage {
         func page(_ level: Int, _ gfn: UInt64, _ role: PageRole, _ local: Bool) -> String {
             local ? "local level-\(level) page (this vCPU's own, not in the hash; \(role))"
                 : "level-\(level) shadow page for gfn \(gfn.hex) (\(role))"
+        }
+        func pageFields(_ level: Int, _ gfn: UInt64, _ role: PageRole, _ local: Bool) -> [(String, JSONValue)] {
+            [("level", .number(level)), ("gfn", .hex(gfn)), ("role", .string("\(role)")), ("local", .bool(local))]
         }
         switch event {
         case .guestWalk(let trace, let mode):
@@ -134,18 +193,40 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
                     mode: eptp.levels == 5 ? .level5 : .level4, ept: true, address: address, access: MemoryAccess(access.kind, .user), trace: trace)
             }
         case .pageFound(let level, let gfn, let role, let local):
-            return .note("found the \(page(level, gfn, role, local)) in the page hash")
+            return .hypervisor(.init("page-found", pageFields(level, gfn, role, local), text: "found the \(page(level, gfn, role, local)) in the page hash"))
         case .pageCreated(let level, let gfn, let role, let local):
-            return .note("created a \(page(level, gfn, role, local))")
+            return .hypervisor(.init("page-created", pageFields(level, gfn, role, local), text: "created a \(page(level, gfn, role, local))"))
         case .spteWritten(let level, let index, let address, let old, let new):
-            return .note("wrote entry \(index) of the level-\(level) shadow table (host \(address.hex)): \(old.hex) → \(new.hex) [\(SPTE(rawValue: new))]")
+            return .hypervisor(.init(
+                "spte-written",
+                [("level", .number(level)), ("index", .number(index)), ("address", .hex(address)), ("old", .hex(old)), ("new", .hex(new))],
+                text: "wrote entry \(index) of the level-\(level) shadow table (host \(address.hex)): \(old.hex) → \(new.hex) [\(SPTE(rawValue: new))]"))
         case .unsynced(let gfn):
-            return .note("let the guest page table at gfn \(gfn.hex) go unsync: the guest may now write it without trapping, until it flushes")
+            return .hypervisor(.init(
+                "unsync", [("gfn", .hex(gfn))],
+                text: "let the guest page table at gfn \(gfn.hex) go unsync: the guest may now write it without trapping, until it flushes"))
         case .writeProtected(let gfn):
-            return .note("kept the mapping read-only: gfn \(gfn.hex) holds a guest page table the hypervisor must see writes to")
+            return .hypervisor(.init(
+                "write-protect", [("gfn", .hex(gfn))],
+                text: "kept the mapping read-only: gfn \(gfn.hex) holds a guest page table the hypervisor must see writes to"))
         case .note(let text):
-            return .note(text)
+            return .hypervisor(.init("decision", [], text: text))
         }
+    }
+
+    /// The exit's end: what the hypervisor decided, as a step.
+    static func outcomeStage(_ outcome: FaultOutcome) -> AccessExplanation.Stage {
+        var fields: [(String, JSONValue)]
+        switch outcome {
+        case .fixed: fields = [("outcome", .string("fixed"))]
+        case .spurious: fields = [("outcome", .string("spurious"))]
+        case .injectPageFault(let code): fields = [("outcome", .string("inject-page-fault")), ("error_code", .hex(UInt64(code.rawValue)))]
+        case .emulate(let gpa, let mmio): fields = [("outcome", .string(mmio ? "emulate-mmio" : "emulate-page-table-write")), ("gpa", .hex(gpa))]
+        case .reflectNestedFault(let fault):
+            fields = [("outcome", .string("reflect-to-l1")), ("result", .string(fault.result.rawValue)), ("gpa", .hex(fault.guestPhysicalAddress))]
+        case .kvmRunFails: fields = [("outcome", .string("kvm-run-fails"))]
+        }
+        return .hypervisor(.init("outcome", fields, text: "the hypervisor \(describe(outcome))"))
     }
 
     static func describe(_ outcome: FaultOutcome) -> String {

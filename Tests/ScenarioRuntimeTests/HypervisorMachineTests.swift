@@ -27,7 +27,8 @@ struct HypervisorMachineTests {
         for stage in explanation.stages {
             switch stage {
             case .walk(let title, _, _) where title.hasPrefix("guest's own tables"): guestWalks += 1
-            case .note(let text): notes.append(text)
+            case .hypervisor(let step): notes.append(step.text)
+            case .note(let text): Issue.record("an untyped stage: \(text)")
             default: break
             }
         }

@@ -95,3 +95,60 @@ import Testing
         #expect(kind.trimmingCharacters(in: .whitespacesAndNewlines) == "commit", "\(commit) is no commit of \(packageRoot.path)")
     }
 }
+
+/// `explain --json` gives each hypervisor action as a typed stage.
+@Suite struct ExplainHypervisorStages {
+    @Test func aShadowFaultIsEntryExitPagesSptesAndOutcome() throws {
+        let result = try shadowmmu(["explain", "examples/shadow-pae.scenario", "--line", "30", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let stages = try #require(try JSON.parse(result.stdout)["stages"]?.array)
+        let steps = stages.filter { $0["stage"]?.string == "hypervisor" }
+        #expect(stages.allSatisfy { $0["stage"]?.string != "note" }, "every stage of a shadow fault has a structure")
+        let actions = steps.map { $0["action"]?.string ?? "?" }
+        #expect(actions.first == "vm-entry" && actions.contains("exit") && actions.contains("outcome"), "\(actions)")
+        let entry = try #require(steps.first)
+        #expect(entry["levels"]?.int == 3 && entry["local"]?.bool == true && entry["root_frame"]?.string?.hasPrefix("0x") == true)
+        let created = steps.filter { $0["action"]?.string == "page-created" }
+        #expect(created.map { $0["level"]?.int } == [2, 1], "the first touch builds the PD's and the PT's shadows: \(created)")
+        #expect(created.allSatisfy { $0["local"]?.bool == false && $0["gfn"]?.string != nil && $0["role"]?.string?.hasPrefix("level=") == true })
+        let written = steps.filter { $0["action"]?.string == "spte-written" }
+        #expect(written.map { $0["level"]?.int } == [3, 2, 1])
+        #expect(written.allSatisfy { $0["old"]?.string == "0x0" && $0["index"]?.int != nil })
+        #expect(steps.last(where: { $0["action"]?.string == "outcome" })?["outcome"]?.string == "fixed")
+        #expect(steps.allSatisfy { !($0["text"]?.string ?? "").isEmpty })
+
+        // The text is the same sentences.
+        let text = try shadowmmu(["explain", "examples/shadow-pae.scenario", "--line", "30"])
+        for step in steps { #expect(text.stdout.contains(step["text"]?.string ?? "?"), "\(step)") }
+    }
+
+    @Test func aTwoDimensionalWalkListsItsSecondStageTranslations() throws {
+        let result = try shadowmmu(["explain", "examples/tdp-ept.scenario", "--line", lineOfFirstRead("examples/tdp-ept.scenario"), "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let steps = try #require(try JSON.parse(result.stdout)["stages"]?.array).filter { $0["stage"]?.string == "hypervisor" }
+        // The first walk: the guest's PML4E address is not mapped yet; the walk stops before reading it.
+        let first = try #require(steps.firstIndex { $0["action"]?.string == "two-dimensional-walk" }, "\(steps)")
+        #expect(steps[first]["references"]?.int == 1)
+        let stopped = try #require(steps.first { $0["action"]?.string == "walk-stopped" })
+        #expect(stopped["level"]?.int == 4 && stopped["entry_address"]?.string == "0x1000")
+        let stages = try #require(try JSON.parse(result.stdout)["stages"]?.array)
+        let firstWalk = try #require(stages.firstIndex { $0["stage"]?.string == "walk" })
+        let firstExit = try #require(stages.firstIndex { $0["action"]?.string == "exit" })
+        #expect(firstWalk > firstExit, "no guest walk is shown before the first exit: its only entry was never read")
+
+        // The walk after the fix: 4 entry reads, 4 accessed-flag updates, the final address; 31 references.
+        let walk = try #require(steps.last { $0["action"]?.string == "two-dimensional-walk" })
+        let last = try #require(steps.lastIndex { $0["action"]?.string == "two-dimensional-walk" })
+        let second = steps[(last + 1)...].prefix { $0["action"]?.string == "second-stage" }
+        #expect(second.map { $0["purpose"]?.string ?? "?" } == Array(repeating: "read-entry", count: 4) + Array(repeating: "set-accessed-dirty", count: 4) + ["final-address"])
+        #expect(second.allSatisfy { $0["guest_physical_address"]?.string != nil && $0["result"]?.string == "translated" })
+        #expect(walk["references"]?.int == second.reduce(0) { $0 + ($1["references"]?.int ?? 0) } + 4, "4 guest entries and each translation's references")
+    }
+
+    func lineOfFirstRead(_ file: String) throws -> String {
+        let text = try String(contentsOf: packageRoot.appendingPathComponent(file), encoding: .utf8)
+        let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        let index = try #require(lines.firstIndex { $0.hasPrefix("read ") })
+        return String(index + 1)
+    }
+}
