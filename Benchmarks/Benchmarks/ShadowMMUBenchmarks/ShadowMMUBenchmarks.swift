@@ -279,22 +279,33 @@ func registerCR3SwitchBenchmarks() {
         for (roots, label) in [(RootDesign.local, "local root rebuilt"), (.localEager, "local-eager root rebuilt"), (.special, "special root rebuilt")] {
             Benchmark("CR3 switch + read, \(guest) guest (\(label))") { benchmark in
                 let spaces = TwoAddressSpaces(mode: mode, pages: 1, roots: roots)
-                let statistics = spaces.guest.vm.mmu.statistics
-                var sink: UInt64 = 0
-                benchmark.startMeasurement()
-                for iteration in benchmark.scaledIterations { sink &+= spaces.switchAndRead(iteration) }
-                benchmark.stopMeasurement()
-                blackHole(sink)
-                let after = spaces.guest.vm.mmu.statistics
-                let built = roots == .special
-                    ? after.specialRootsCreated - statistics.specialRootsCreated : after.localRootsCreated - statistics.localRootsCreated
-                precondition(built == benchmark.scaledIterations.count, "a switch kept its root")
-                precondition(after.pagesCreated == statistics.pagesCreated, "a switch built hashed shadow pages")
-                let exits = after.exits - statistics.exits
-                precondition(exits == (roots == .local ? benchmark.scaledIterations.count : 0), "expected \(roots == .local ? "one exit" : "no exit") per switch, got \(exits) in all")
+                measureRootRebuilds(benchmark, spaces.guest.vm.mmu, roots: roots, per: "switch") { spaces.switchAndRead($0) }
             }
         }
     }
+}
+
+/// Runs `operation` once per iteration of `benchmark`, each of which must
+/// rebuild the root under `roots` (one root built per iteration, no hashed
+/// page built), and checks that afterwards: the series' local root takes
+/// one exit per rebuild to fill its entry on demand, the designs that fill
+/// at load none. A benchmark whose guest did something else measures
+/// nothing, so a mismatch stops the run.
+func measureRootRebuilds(_ benchmark: Benchmark, _ mmu: ShadowMMU, roots: RootDesign, per what: String, _ operation: (Int) -> UInt64) {
+    let statistics = mmu.statistics
+    var sink: UInt64 = 0
+    benchmark.startMeasurement()
+    for iteration in benchmark.scaledIterations { sink &+= operation(iteration) }
+    benchmark.stopMeasurement()
+    blackHole(sink)
+    let after = mmu.statistics
+    let iterations = benchmark.scaledIterations.count
+    let built = roots == .special
+        ? after.specialRootsCreated - statistics.specialRootsCreated : after.localRootsCreated - statistics.localRootsCreated
+    precondition(built == iterations, "a \(what) kept its root")
+    precondition(after.pagesCreated == statistics.pagesCreated, "a \(what) built hashed shadow pages")
+    let exits = after.exits - statistics.exits
+    precondition(exits == (roots == .local ? iterations : 0), "expected \(roots == .local ? "one exit" : "no exit") per \(what), got \(exits) in all")
 }
 
 // MARK: - Guest page-table write emulation
