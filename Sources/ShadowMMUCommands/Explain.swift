@@ -25,17 +25,13 @@ struct Explain: ParsableCommand {
     @Argument(help: "The scenario file (.scenario).")
     var file: String
 
-    @Option(help: "The line holding the read, write or fetch to explain.")
+    @Option(parsing: .unconditional, help: "The line holding the read, write or fetch to explain.", transform: NumericOption.parser(1...lineLimit))
     var line: Int
 
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
     @OptionGroup var fix: FixOption
-
-    func validate() throws {
-        guard line >= 1 else { throw ValidationError("--line must be 1 or more, found \(line)") }
-    }
 
     func run() throws {
         let stdout = OutputStream.standardOutput

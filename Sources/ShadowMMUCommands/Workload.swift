@@ -53,11 +53,21 @@ struct WorkloadCommand: ParsableCommand {
     @Option(help: "Guest paging mode: \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")).")
     var mode = "4-level"
 
-    @Option(help: "small, medium, large, or a count (of what, the workload says).")
+    @Option(parsing: .unconditional, help: "small, medium, large, or a count (of what, the workload says) up to \(Self.sizeLimits).")
     var size = "small"
 
-    @Option(help: "Seed of the workload's random choices.")
+    @Option(parsing: .unconditional, help: "Seed of the workload's random choices.", transform: NumericOption.parser(0...UInt64.max))
     var seed: UInt64 = 1
+
+    /// "boot 500000, processes 5000, …, hugepages 30000 (32-bit 119, pae 239), …".
+    static var sizeLimits: String {
+        WorkloadName.allCases.map { name in
+            let limits = GuestPagingLayout.Mode.allCases.map { ($0, name.maximumCount(in: $0)) }
+            let widest = limits.map(\.1).max() ?? 0
+            let smaller = limits.filter { $0.1 < widest }.map { "\($0.0) \($0.1)" }
+            return "\(name) \(widest)" + (smaller.isEmpty ? "" : " (\(smaller.joined(separator: ", ")))")
+        }.joined(separator: ", ")
+    }
 
     @Option(help: "Write the run as a scenario to this file.")
     var emit: String?
@@ -88,14 +98,23 @@ struct WorkloadCommand: ParsableCommand {
         guard let mode = GuestPagingLayout.Mode(name: mode) else {
             throw ValidationError("unknown --mode '\(mode)': choose one of \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")) (a workload's kernel turns paging on)")
         }
-        guard WorkloadSize(argument: size) != nil else {
-            throw ValidationError("unknown --size '\(size)': use small, medium, large, or a count from 1 to 100000")
+        guard let workloadSize = WorkloadSize(argument: size) else {
+            throw ValidationError("unknown --size '\(size)': use small, medium, large, or a count of 1 or more (at most \(Self.sizeLimits))")
         }
-        if let problem = WorkloadOptions(mode: mode, mmu: configuration).problem { throw ValidationError(problem) }
+        let options = WorkloadOptions(mode: mode, mmu: configuration, size: workloadSize)
+        if let problem = name.flatMap(WorkloadName.init(rawValue:)).map({ Workload.problem($0, options: options) }) ?? options.problem {
+            throw ValidationError(problem)
+        }
     }
 
     func run() throws {
         let stdout = OutputStream.standardOutput
+        if let emit {
+            do { try OutputPath(path: emit, option: "--emit").checkFile() } catch {
+                OutputStream.standardError.writeLine(error.description)
+                throw ExitCode(2)
+            }
+        }
         let progress = output.progressLine()
         let options = WorkloadOptions(
             mode: GuestPagingLayout.Mode(name: mode)!, mmu: MMUName.configuration(named: mmu)!,
@@ -123,9 +142,9 @@ struct WorkloadCommand: ParsableCommand {
         }
         if let emit, let text = result.scenario {
             do {
-                try ScenarioFile.save(text, to: emit)
+                try ScenarioFile.save(text, to: emit, option: "--emit")
             } catch {
-                OutputStream.standardError.writeLine("shadowmmu workload: cannot write \(emit) (\(error.localizedDescription)): choose a writable path for --emit")
+                OutputStream.standardError.writeLine(error.description)
                 throw ExitCode(2)
             }
         }
