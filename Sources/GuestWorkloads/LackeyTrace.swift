@@ -173,7 +173,7 @@ struct LackeyLineScanner {
                 let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<min(bytes.count, 40)]), as: UTF8.self)
                 throw ScenarioError(
                     file: fileName, line: line, column: 1,
-                    message: "expected a Lackey trace (lines '==PID== …' and records like ' L 04f6b868,8', as valgrind --tool=lackey --trace-mem=yes writes), found '\(text)'")
+                    message: "expected a Lackey trace (lines '==PID== …' and records like ' L 04f6b868,8', as valgrind --tool=lackey --trace-mem=yes writes), found \(ScenarioParser.quoted(text))")
             }
         }
         if record != nil { records += 1 }

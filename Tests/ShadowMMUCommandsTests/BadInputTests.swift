@@ -71,6 +71,8 @@ import Testing
             #expect(result.stderr.contains(location) && result.stderr.contains(detail), "\(result.stderr)")
             #expect(result.stderr.contains("valgrind --tool=lackey --trace-mem=yes"), "the message says how to record one: \(result.stderr)")
             #expect(!result.stdout.contains("records 0"))
+            let controls = result.stderr.unicodeScalars.filter { $0.value < 0x20 && $0 != "\n" || $0.value == 0x7f }
+            #expect(controls.isEmpty, "a binary file's bytes are escaped in the message, not sent to the terminal: \(result.stderr.debugDescription)")
         }
     }
 
