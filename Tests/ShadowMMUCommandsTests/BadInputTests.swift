@@ -82,6 +82,20 @@ import Testing
 
     // MARK: Files
 
+    /// A scenario is held whole while it runs (about 15 bytes per byte): a
+    /// file beyond 64 MiB is refused before it is read. (A sparse file: the
+    /// test writes nothing.)
+    @Test func aScenarioFileTooLargeToHoldIsRefusedUnread() throws {
+        try withScenarioFile("big.scenario", "machine memory=64M\n") { path in
+            let handle = try #require(FileHandle(forWritingAtPath: path))
+            try handle.truncate(atOffset: 65 << 20)
+            try handle.close()
+            for command in [["run", path], ["check", path], ["explain", path, "--line", "1"], ["report", path, "-o", "/tmp/shadowmmu-big.html"]] {
+                try expectRefused(command, "\(path):1:1: expected a scenario file of at most 64 MiB (it is held whole while it runs), found 65 MiB")
+            }
+        }
+    }
+
     @Test func aFileWhereAFolderIsWantedIsRefusedBeforeAnyGuestRuns() throws {
         try expectRefused(
             ["fuzz", "--save-all", "/etc/passwd", "--count", "1", "--length", "5", "--mode", "pae"],
