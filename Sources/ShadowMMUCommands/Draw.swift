@@ -69,8 +69,14 @@ struct Draw: ParsableCommand {
             }
             do {
                 text = try Graphviz.render(text, dot: dot)
+            } catch let failure as Graphviz.Failure {
+                stderr.writeLine("shadowmmu draw: \(failure)")
+                throw ExitCode(2)
             } catch {
-                stderr.writeLine("shadowmmu draw: \(error)")
+                // Foundation's own error text names neither the folder nor what to do.
+                stderr.writeLine(
+                    "shadowmmu draw: cannot run Graphviz's dot through the temporary folder \(FileManager.default.temporaryDirectory.path): "
+                        + "set TMPDIR to a writable folder, or use --format dot")
                 throw ExitCode(2)
             }
         }
