@@ -156,14 +156,14 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Guest paging mode (nonpaging, 32-bit, 32-bit-pse, pae, 4-level, 5-level), or an L1 hypervisor's nested paging for nested guests (npt-32-bit, npt-pae, npt-4-level, npt-5-level, ept-4-level, ept-5-level); every one when omitted.")
     var mode: String?
 
-    @Option(parsing: .unconditional, help: "Guests per mode, 1 to \(Self.maximumCount).", transform: NumericOption.parser(1...Self.maximumCount))
+    @Option(parsing: .unconditional, help: "Guests per mode, 1 to \(Self.maximumCount). (default: 100)", transform: NumericOption.parser(1...Self.maximumCount))
     var count: UInt64 = 100
 
-    @Option(parsing: .unconditional, help: "Seed of the first guest; guest k uses seed+k (seed+count at most 2^64).", transform: NumericOption.parser(0...UInt64.max))
+    @Option(parsing: .unconditional, help: "Seed of the first guest; guest k uses seed+k (seed+count at most 2^64). (default: 0)", transform: NumericOption.parser(0...UInt64.max))
     var seed: UInt64 = 0
 
     @Option(
-        parsing: .unconditional, help: "Random operations per guest, 1 to \(Self.maximumLength) (memory grows about 400 bytes per operation).",
+        parsing: .unconditional, help: "Random operations per guest, 1 to \(Self.maximumLength) (memory grows about 400 bytes per operation). (default: 200)",
         transform: NumericOption.parser(1...Self.maximumLength))
     var length: Int = 200
 

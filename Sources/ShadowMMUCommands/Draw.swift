@@ -43,7 +43,7 @@ struct Draw: ParsableCommand {
     var output: String?
 
     @Option(
-        parsing: .unconditional, help: "List at most this many present entries per table (the rest are counted), 1 to \(maxEntriesLimit).",
+        parsing: .unconditional, help: "List at most this many present entries per table (the rest are counted), 1 to \(maxEntriesLimit). (default: \(PageTableGraph.defaultMaxEntriesPerNode))",
         transform: NumericOption.parser(1...maxEntriesLimit))
     var maxEntries = PageTableGraph.defaultMaxEntriesPerNode
 

@@ -26,11 +26,11 @@ struct Matrix: ParsableCommand {
             """
     )
 
-    @Option(parsing: .unconditional, help: "Seed of the workload.", transform: NumericOption.parser(0...UInt64.max))
+    @Option(parsing: .unconditional, help: "Seed of the workload. (default: 1)", transform: NumericOption.parser(0...UInt64.max))
     var seed: UInt64 = 1
 
     @Option(
-        parsing: .unconditional, help: "Operations in each guest's workload, 1 to \(Fuzz.maximumLength) (memory grows about 400 bytes per operation).",
+        parsing: .unconditional, help: "Operations in each guest's workload, 1 to \(Fuzz.maximumLength) (memory grows about 400 bytes per operation). (default: 300)",
         transform: NumericOption.parser(1...Fuzz.maximumLength))
     var length: Int = 300
 

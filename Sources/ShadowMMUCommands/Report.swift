@@ -34,7 +34,7 @@ struct Report: ParsableCommand {
     var at: [Int] = []
 
     @Option(
-        parsing: .unconditional, help: "List at most this many present entries per table in the pictures, 1 to \(maxEntriesLimit).",
+        parsing: .unconditional, help: "List at most this many present entries per table in the pictures, 1 to \(maxEntriesLimit). (default: \(PageTableGraph.defaultMaxEntriesPerNode))",
         transform: NumericOption.parser(1...maxEntriesLimit))
     var maxEntries = PageTableGraph.defaultMaxEntriesPerNode
 

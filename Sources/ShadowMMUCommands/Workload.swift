@@ -56,10 +56,10 @@ struct WorkloadCommand: ParsableCommand {
     @Option(parsing: .unconditional, help: "small, medium, large, or a count (of what, the workload says) up to \(Self.sizeLimits).")
     var size = "small"
 
-    @Option(parsing: .unconditional, help: "Seed of the workload's random choices.", transform: NumericOption.parser(0...UInt64.max))
+    @Option(parsing: .unconditional, help: "Seed of the workload's random choices. (default: 1)", transform: NumericOption.parser(0...UInt64.max))
     var seed: UInt64 = 1
 
-    /// "boot 500000, processes 5000, …, hugepages 30000 (32-bit 119, pae 239), …".
+    /// "boot 200000, processes 3000, …, hugepages 20000 (32-bit 119, pae 239), …".
     static var sizeLimits: String {
         WorkloadName.allCases.map { name in
             let limits = GuestPagingLayout.Mode.allCases.map { ($0, name.maximumCount(in: $0)) }

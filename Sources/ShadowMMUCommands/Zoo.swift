@@ -30,11 +30,11 @@ struct Zoo: ParsableCommand {
     @Argument(help: "Entries to measure: names, or parts of names (every entry when omitted).")
     var names: [String] = []
 
-    @Option(parsing: .unconditional, help: "Guests fuzz may take, in all modes together, 1 to 1000000.", transform: NumericOption.parser(1...1_000_000))
+    @Option(parsing: .unconditional, help: "Guests fuzz may take, in all modes together, 1 to 1000000. (default: 200)", transform: NumericOption.parser(1...1_000_000))
     var limit = 200
 
     @Option(
-        parsing: .unconditional, help: "Random operations per guest, 1 to \(Fuzz.maximumLength).",
+        parsing: .unconditional, help: "Random operations per guest, 1 to \(Fuzz.maximumLength). (default: 200)",
         transform: NumericOption.parser(1...Fuzz.maximumLength))
     var length = 200
 
