@@ -127,6 +127,15 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: missing), "nothing was created on the way")
     }
 
+    @Test func aFileWhereAFolderShouldBeOnTheWayIsNamed() throws {
+        try expectRefused(
+            ["report", "examples/pae.scenario", "-o", "/etc/passwd/report.html"],
+            "/etc/passwd/report.html: cannot write the file (-o): /etc/passwd is not a folder; choose a path inside a folder")
+        try expectRefused(
+            ["fuzz", "--save-failures", "/etc/passwd/failures", "--count", "1", "--length", "5", "--mode", "pae"],
+            "/etc/passwd/failures: cannot write files into the folder (--save-failures): /etc/passwd is not a folder")
+    }
+
     @Test func aFolderOptionCreatesItsOwnFolderInAParentThatExists() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("shadowmmu-guests-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
