@@ -35,7 +35,11 @@ public enum InputFuzzing {
     /// The file name diagnostics carry.
     static let fileName = "input"
 
-    public static func check(_ bytes: [UInt8]) -> Outcome {
+    /// Checks `bytes`. With `file`, a file already holding exactly `bytes`,
+    /// the trace is also streamed from it by `LackeyTraceReader`, as
+    /// `workload --trace` reads one, and must give the same records or the
+    /// same diagnostic as the in-memory parser.
+    public static func check(_ bytes: [UInt8], file: String? = nil) -> Outcome {
         // Invalid UTF-8 becomes U+FFFD, as `ScenarioFile.load` reads a file.
         let text = String(decoding: bytes, as: UTF8.self)
         let lineCount = text.split(separator: "\n", omittingEmptySubsequences: false).count
@@ -66,13 +70,38 @@ public enum InputFuzzing {
         }
 
         let trace: Result<Int, ScenarioError>
+        var records: [LackeyTrace.Record] = []
         do {
-            trace = .success(try LackeyTrace.parse(text, fileName: fileName).records.count)
+            records = try LackeyTrace.parse(text, fileName: fileName).records
+            trace = .success(records.count)
         } catch {
             checkLocation(error, "trace")
             trace = .failure(error)
         }
+        if let file { violations += streamingProblems(file, records: records, trace: trace) }
         return Outcome(scenario: scenario, trace: trace, violations: violations)
+    }
+
+    /// Where the streaming reader of `file` departs from the in-memory parse.
+    static func streamingProblems(_ file: String, records: [LackeyTrace.Record], trace: Result<Int, ScenarioError>) -> [String] {
+        var streamed: [LackeyTrace.Record] = []
+        var streamError: ScenarioError?
+        do {
+            let reader = try LackeyTraceReader(path: file)
+            while let record = try reader.next() { streamed.append(record) }
+        } catch {
+            streamError = ScenarioError(file: fileName, line: error.line, column: error.column, message: error.message)
+        }
+        switch trace {
+        case .success where streamError != nil:
+            return ["the streaming reader refuses what the parser accepts: \(streamError!)"]
+        case .success where streamed != records:
+            return ["the streaming reader reads \(streamed.count) records, the parser \(records.count)"]
+        case .failure(let error) where streamError != error:
+            return ["the streaming reader says \(streamError.map { "\($0)" } ?? "nothing is wrong"), the parser \(error)"]
+        default:
+            return []
+        }
     }
 
     /// The printer's text of a parsed scenario must parse to the same machine,

@@ -50,7 +50,7 @@ struct ShadowMMUFuzz: ParsableCommand {
             let base = inputs[mutator.pick(inputs.count)], other = inputs[mutator.pick(inputs.count)]
             let mutant = mutator.mutate(base, other: other)
             try Data(mutant).write(to: pending)
-            let outcome = InputFuzzing.check(mutant)
+            let outcome = InputFuzzing.check(mutant, file: pending.path)
             if case .success = outcome.scenario {
                 parsed += 1
                 // Mutants that parse lead deeper into the runner: keep some.

@@ -30,8 +30,9 @@ import Testing
 
     @Test(arguments: inputs)
     func anInputParsesOrIsRefusedWithALocatedDiagnostic(_ path: String) throws {
-        let bytes = Array(try Data(contentsOf: Self.root.appendingPathComponent(path)))
-        let outcome = InputFuzzing.check(bytes)
+        let file = Self.root.appendingPathComponent(path)
+        let bytes = Array(try Data(contentsOf: file))
+        let outcome = InputFuzzing.check(bytes, file: file.path)
         #expect(outcome.violations.isEmpty, "\(path): \(outcome)")
         if path.hasPrefix("corpus/scenario/") {
             #expect((try? outcome.scenario.get()) != nil, "a corpus scenario runs: \(path): \(outcome)")
