@@ -42,7 +42,9 @@ public enum InputFuzzing {
     public static func check(_ bytes: [UInt8], file: String? = nil) -> Outcome {
         // Invalid UTF-8 becomes U+FFFD, as `ScenarioFile.load` reads a file.
         let text = String(decoding: bytes, as: UTF8.self)
-        let lineCount = text.split(separator: "\n", omittingEmptySubsequences: false).count
+        // Lines as the parsers count them: at each LF scalar ("\r\n" is one
+        // Character, so splitting the String at "\n" would miss it).
+        let lineCount = text.unicodeScalars.reduce(1) { $1 == "\n" ? $0 + 1 : $0 }
         var violations: [String] = []
         func checkLocation(_ error: ScenarioError, _ what: String) {
             if error.file != fileName { violations.append("\(what) diagnostic names file '\(error.file)'") }
