@@ -33,6 +33,7 @@ let package = Package(
         .library(name: "RealKVM", targets: ["RealKVM"]),
         .library(name: "Conformance", targets: ["Conformance"]),
         .executable(name: "shadowmmu", targets: ["shadowmmu"]),
+        .executable(name: "shadowmmu-fuzz", targets: ["shadowmmu-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -63,6 +64,13 @@ let package = Package(
         // Stamps the git commit the sources were built from (`shadowmmu --version`).
         .plugin(name: "BuildStamp", capability: .buildTool()),
         .executableTarget(name: "shadowmmu", dependencies: ["ShadowMMUCommands"]),
+        // The fuzz target over the tool's inputs (scenario parser, run, Lackey
+        // parser) and the long mutation run scripts/fuzz-inputs.sh drives;
+        // the tests replay its corpus and findings (Tests/Fuzz/).
+        .target(name: "InputFuzzing", dependencies: ["GuestWorkloads", "ScenarioLanguage", "ScenarioRuntime"]),
+        .executableTarget(
+            name: "shadowmmu-fuzz",
+            dependencies: ["InputFuzzing", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         // Helpers several test targets share (where the repository's files
         // are, hex, a scenario run to its printed lines); not a test target.
         .target(name: "TestSupport", dependencies: ["ScenarioLanguage", "ScenarioRuntime"], path: "Tests/TestSupport"),
@@ -86,6 +94,7 @@ let package = Package(
         .testTarget(
             name: "ConformanceTests", dependencies: ["Conformance", "RealKVM", "ScenarioLanguage", "ShadowMMU", "TestSupport"],
             exclude: ["Scenarios"]),
+        .testTarget(name: "InputFuzzingTests", dependencies: ["InputFuzzing"]),
         .testTarget(
             name: "ShadowMMUCommandsTests",
             dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "RealKVM", "TestSupport"]),

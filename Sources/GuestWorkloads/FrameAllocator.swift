@@ -24,10 +24,16 @@ struct FrameAllocator {
     private(set) var hugeFramesInUse = 0
 
     /// Frames from `[start, memorySize − hugeFrames × hugePageSize)`, huge frames above.
+    /// A pool that does not fit above `start` is cut to the huge frames that
+    /// do (`hugeFramesFree` says how many): `Workload` refuses such a size
+    /// before it boots, so the cut only keeps a caller's mistake from
+    /// wrapping the arithmetic.
     init(start: UInt64, memorySize: UInt64, hugeFrames: Int, hugePageSize: UInt64) {
         self.hugePageSize = hugePageSize
         hugeEnd = memorySize & ~(hugePageSize - 1)
-        hugeNext = hugeEnd - UInt64(hugeFrames) * hugePageSize
+        let room = hugeEnd > start ? (hugeEnd - start) / hugePageSize : 0
+        let pool = min(UInt64(max(hugeFrames, 0)), room)
+        hugeNext = hugeEnd - pool * hugePageSize
         next = start
         end = hugeNext
     }

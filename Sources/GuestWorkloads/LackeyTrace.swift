@@ -170,10 +170,13 @@ struct LackeyLineScanner {
             sawFirstLine = true
             let valgrind = bytes.count >= 2 && bytes[0] == 0x3d && bytes[1] == 0x3d
             guard valgrind || record != nil else {
-                let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[..<min(bytes.count, 40)]), as: UTF8.self)
+                // The first 40 characters, not bytes: the in-memory parser sees
+                // invalid UTF-8 already replaced (U+FFFD, 3 bytes), the streaming
+                // reader the raw byte, and both must quote the same text.
+                let text = String(String(decoding: UnsafeBufferPointer(rebasing: bytes[..<min(bytes.count, 160)]), as: UTF8.self).unicodeScalars.prefix(40))
                 throw ScenarioError(
                     file: fileName, line: line, column: 1,
-                    message: "expected a Lackey trace (lines '==PID== …' and records like ' L 04f6b868,8', as valgrind --tool=lackey --trace-mem=yes writes), found '\(text)'")
+                    message: "expected a Lackey trace (lines '==PID== …' and records like ' L 04f6b868,8', as valgrind --tool=lackey --trace-mem=yes writes), found \(ScenarioParser.quoted(text))")
             }
         }
         if record != nil { records += 1 }

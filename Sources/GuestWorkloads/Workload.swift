@@ -33,6 +33,42 @@ public enum WorkloadName: String, CaseIterable, Sendable, CustomStringConvertibl
         }
     }
 
+    /// The largest `--size` count this workload runs in a `mode` guest.
+    ///
+    /// Two bounds. The simulation's own memory grows with the count (guest
+    /// tables, shadow pages, the recorded scenario): each cap keeps a run with
+    /// `--emit` under about 1 GB. Measured at the caps on a debug build with
+    /// --emit: boot 200000 pages 190 MB, processes 3000 890 MB, fork 500
+    /// 560 MB (fork grows faster than the count: the shell a fork copies
+    /// keeps growing, 1000 forks took 1.6 GB), mix 500 260 MB; munmap and
+    /// hugepages take about 10 and 30 KB a page. And a huge-page pool must
+    /// fit in the guest memory the mode can map, beside 32 MiB for the kernel
+    /// and the small pages.
+    public func maximumCount(in mode: GuestPagingLayout.Mode) -> Int {
+        min(simulationLimit, poolLimit(in: mode) ?? .max)
+    }
+
+    /// The bound on the simulation's memory (see `maximumCount(in:)`).
+    var simulationLimit: Int {
+        switch self {
+        case .boot: 200_000
+        case .processes: 3_000
+        case .fork: 500
+        case .munmap: 50_000
+        case .hugepages: 20_000
+        case .mix: 500
+        }
+    }
+
+    /// The most huge pages (hugepages) or processes (mix) whose huge-page pool
+    /// fits in a `mode` guest's memory; nil for a workload without a pool.
+    func poolLimit(in mode: GuestPagingLayout.Mode) -> Int? {
+        let beyond = Workload.hugeFramesBeyondScale(self)
+        guard beyond > 0 else { return nil }
+        let layout = GuestPagingLayout(mode: mode)
+        return Int((layout.maximumMemory - Workload.kernelReserve) / layout.hugePageSize) - beyond
+    }
+
     /// The scale of each preset size.
     func scale(_ size: WorkloadSize) -> Int {
         let presets: (Int, Int, Int) = switch self {
@@ -63,7 +99,8 @@ public enum WorkloadSize: Equatable, Sendable, CustomStringConvertible {
         case "medium": self = .medium
         case "large": self = .large
         default:
-            guard let count = Int(argument), (1...100_000).contains(count) else { return nil }
+            // The workload bounds the count (`WorkloadName.maximumCount(in:)`).
+            guard let count = Int(argument), count >= 1 else { return nil }
             self = .count(count)
         }
     }
@@ -157,13 +194,14 @@ public enum Workload {
         _ name: WorkloadName, options: WorkloadOptions,
         progress: ((Int, Int) -> Void)? = nil, log: ((String) -> Void)? = nil
     ) -> WorkloadRun {
+        if let problem = problem(name, options: options) {
+            return WorkloadRun(
+                title: name.rawValue, options: options, memorySize: 0, kernel: .init(), trace: [], statistics: [],
+                commands: 0, accesses: 0, scenario: nil, failure: KernelPanic(.unusable, problem))
+        }
         let layout = GuestPagingLayout(mode: options.mode)
         let scale = max(1, name.scale(options.size))
-        let hugeFrames = switch name {
-        case .hugepages: scale + 1
-        case .mix: scale + 4
-        default: 0
-        }
+        let hugeFrames = hugeFramesBeyondScale(name) == 0 ? 0 : scale + hugeFramesBeyondScale(name)
         let memory = memorySize(for: name, scale: scale, size: options.size, layout: layout, hugeFrames: hugeFrames)
         return session(
             title: name.rawValue, options: options, memory: memory, hugeFrames: hugeFrames, log: log,
@@ -171,6 +209,32 @@ public enum Workload {
                      "written by `shadowmmu workload`: a guest kernel's actions, each access followed by its result"]
         ) { kernel throws(KernelPanic) in
             try script(name, kernel: kernel, scale: scale, progress: progress ?? { _, _ in })
+        }
+    }
+
+    /// Why `name` cannot run with `options`, with what to do instead; nil
+    /// when it can (the size within `maximumCount(in:)`, the mode on the host).
+    public static func problem(_ name: WorkloadName, options: WorkloadOptions) -> String? {
+        if let problem = options.problem { return problem }
+        let maximum = name.maximumCount(in: options.mode)
+        guard name.scale(options.size) <= maximum else {
+            let reason = maximum < name.simulationLimit
+                ? "the huge-page pool must fit in the guest's \(GuestPagingLayout(mode: options.mode).maximumMemory >> 20) MiB"
+                : "the simulation's memory grows with the count; this keeps it under about 1 GB"
+            return "--size \(options.size) is too large for \(name) in a \(options.mode) guest: at most \(maximum) \(name.sizeMeaning) (\(reason))"
+        }
+        return nil
+    }
+
+    /// Memory the guest kernel keeps beside a huge-page pool.
+    static let kernelReserve: UInt64 = 32 << 20
+
+    /// Huge frames the pool holds beyond the scale (none: no pool).
+    static func hugeFramesBeyondScale(_ name: WorkloadName) -> Int {
+        switch name {
+        case .hugepages: 1
+        case .mix: 4
+        default: 0
         }
     }
 
@@ -188,7 +252,7 @@ public enum Workload {
         case .munmap: 8 << 10
         case .hugepages: 0
         }
-        var needed = 32 << 20 + UInt64(scale) * perUnit + UInt64(hugeFrames) * layout.hugePageSize
+        var needed = kernelReserve + UInt64(scale) * perUnit + UInt64(hugeFrames) * layout.hugePageSize
         needed = (needed + (32 << 20) - 1) & ~((32 << 20) - 1)
         let wanted = if case .count = size { needed } else { max(preset, needed) }
         return min(max(wanted, 64 << 20), layout.maximumMemory)

@@ -41,6 +41,14 @@ public struct MachineConfiguration: Sendable, Equatable {
     /// Number of vCPUs, 1...64 (default 1).
     public var vcpuCount: Int
 
+    /// The most guest memory a machine can have: 63 TiB. The hypervisor's
+    /// host backs guest RAM from 1 TiB up in a 46-bit (64 TiB) physical
+    /// space; a larger guest would reach past it. Memory is allocated as it is
+    /// written, but every machine's page index takes 8 bytes per GiB up front
+    /// (about 0.5 MB at the limit), so the bound is also what keeps a typo
+    /// like `memory=4P` from costing anything.
+    public static let maximumMemorySize: UInt64 = 63 << 40
+
     public init(memorySize: UInt64, maxPhysicalAddressBits: Int = 52, vcpuCount: Int = 1) {
         self.memorySize = memorySize
         self.maxPhysicalAddressBits = maxPhysicalAddressBits

@@ -82,7 +82,8 @@ extension ScenarioParser {
 
     /// A token as a diagnostic quotes it: control and invisible characters
     /// escaped so the message stays on one line, long tokens shortened.
-    static func quoted(_ text: String) -> String {
+    /// Public for the other readers of user files (the Lackey trace parser).
+    public static func quoted(_ text: String) -> String {
         let limit = 48
         var result = String.UnicodeScalarView()
         result.append("'")

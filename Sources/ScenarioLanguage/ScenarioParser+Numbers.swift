@@ -7,8 +7,8 @@ extension ScenarioParser {
     }
 
     /// Parses the contract's number syntax: decimal or `0x`/`0X` hexadecimal,
-    /// `_` between two digits, and an optional binary-multiple suffix `K`, `M`
-    /// or `G` (upper case only, as the contract writes them).
+    /// `_` between two digits, and an optional binary-multiple suffix `K`, `M`,
+    /// `G` or `T` (upper case only, as the contract writes them).
     static func number(_ text: String) -> Result<UInt64, NumberSyntaxFailure> {
         var digits = Substring(text).utf8[...]
         var shift: UInt64 = 0
@@ -16,6 +16,7 @@ extension ScenarioParser {
         case UInt8(ascii: "K"): shift = 10
         case UInt8(ascii: "M"): shift = 20
         case UInt8(ascii: "G"): shift = 30
+        case UInt8(ascii: "T"): shift = 40
         default: break
         }
         if shift != 0 { digits = digits.dropLast() }

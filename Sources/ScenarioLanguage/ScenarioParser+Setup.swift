@@ -27,6 +27,11 @@ extension ScenarioParser.LineReader {
         let expected = "a memory size that is a positive multiple of 4096"
         let memorySize = try value(of: token, expected)
         guard memorySize > 0, memorySize % 4096 == 0 else { throw error(expected: expected, found: token) }
+        guard memorySize <= MachineConfiguration.maximumMemorySize else {
+            throw error(
+                expected: "a memory size of at most \(MachineConfiguration.sizeText(MachineConfiguration.maximumMemorySize)) (the most the model's host can back)",
+                found: token)
+        }
         guard memorySize <= 1 << UInt64(maxPhysicalAddressBits) else {
             throw error(
                 expected: "a memory size of at most 2^\(maxPhysicalAddressBits) bytes (maxphyaddr=\(maxPhysicalAddressBits))",

@@ -26,6 +26,7 @@ extension MachineConfiguration {
 
     /// A size in the largest binary unit that divides it exactly (`64M`).
     public static func sizeText(_ bytes: UInt64) -> String {
+        if bytes != 0, bytes % (1 << 40) == 0 { return "\(bytes >> 40)T" }
         if bytes != 0, bytes % (1 << 30) == 0 { return "\(bytes >> 30)G" }
         if bytes != 0, bytes % (1 << 20) == 0 { return "\(bytes >> 20)M" }
         if bytes != 0, bytes % (1 << 10) == 0 { return "\(bytes >> 10)K" }

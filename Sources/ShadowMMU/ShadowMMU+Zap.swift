@@ -87,26 +87,39 @@ extension ShadowMMU {
 
     /// `host invalidate`: the host takes the backing of `[gpa, gpa+size)` away
     /// (an MMU-notifier invalidation): every spte mapping it is dropped.
+    ///
+    /// A range may end at 2^64 and span far more pages than there are
+    /// leaves: then the leaves are visited (each rmap entry once) instead of
+    /// the range's pages, so the cost is bounded by what is mapped.
     public func invalidateRange(_ gpa: UInt64, size: UInt64) {
         guard size > 0 else { return }
+        let first = gpa >> 12
+        let (end, pastTop) = gpa.addingReportingOverflow(size - 1)
+        let last = pastTop ? UInt64.max >> 12 : end >> 12
         var dropped = false
-        var gfn = gpa >> 12
-        let last = (gpa + size - 1) >> 12
-        while gfn <= last {
-            // 4 KiB leaves of this gfn, and huge leaves whose range holds it (keyed by their first gfn).
-            for base in Set([gfn, gfn & ~0x1ff, gfn & ~0x3ffff]) {
-                for sptep in rmap[base] ?? [] {
-                    // An rmap entry left behind by a leaf whose gfn its page does not
-                    // compute (cr4-pse-not-in-role: the audits flag it) may outlive
-                    // that page; there is nothing to drop then.
-                    guard let holder = pageByFrame[sptep >> 12] else { continue }
-                    let span = UInt64(1) << UInt64(9 * (holder.role.level - 1))
-                    guard base + span > gfn else { continue }
-                    dropLeaf(holder, Int(sptep & 0xfff) / 8)
-                    dropped = true
-                }
+        // Drops the leaves keyed by `base` whose range holds a page of [low, high].
+        func dropLeaves(keyedBy base: UInt64, covering low: UInt64, _ high: UInt64) {
+            guard base <= high else { return }
+            for sptep in rmap[base] ?? [] {
+                // An rmap entry left behind by a leaf whose gfn its page does not
+                // compute (cr4-pse-not-in-role: the audits flag it) may outlive
+                // that page; there is nothing to drop then.
+                guard let holder = pageByFrame[sptep >> 12] else { continue }
+                let span = UInt64(1) << UInt64(9 * (holder.role.level - 1))
+                guard base &+ span > low else { continue }
+                dropLeaf(holder, Int(sptep & 0xfff) / 8)
+                dropped = true
             }
-            gfn += 1
+        }
+        if last - first >= UInt64(rmap.count) {
+            for base in rmap.keys.sorted() { dropLeaves(keyedBy: base, covering: first, last) }
+        } else {
+            var gfn = first
+            while gfn <= last {
+                // 4 KiB leaves of this gfn, and huge leaves whose range holds it (keyed by their first gfn).
+                for base in Set([gfn, gfn & ~0x1ff, gfn & ~0x3ffff]) { dropLeaves(keyedBy: base, covering: gfn, gfn) }
+                gfn += 1
+            }
         }
         if dropped { flushRemoteTLBs() }
     }

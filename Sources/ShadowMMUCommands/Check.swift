@@ -174,14 +174,21 @@ struct Fuzz: ParsableCommand {
     @Option(help: "Guest paging mode (nonpaging, 32-bit, 32-bit-pse, pae, 4-level, 5-level), or an L1 hypervisor's nested paging for nested guests (npt-32-bit, npt-pae, npt-4-level, npt-5-level, ept-4-level, ept-5-level); every one when omitted.")
     var mode: String?
 
-    @Option(help: "Guests per mode.")
+    @Option(parsing: .unconditional, help: "Guests per mode, 1 to \(Self.maximumCount). (default: 100)", transform: NumericOption.parser(1...Self.maximumCount))
     var count: UInt64 = 100
 
-    @Option(help: "Seed of the first guest; guest k uses seed+k.")
+    @Option(parsing: .unconditional, help: "Seed of the first guest; guest k uses seed+k (seed+count at most 2^64). (default: 0)", transform: NumericOption.parser(0...UInt64.max))
     var seed: UInt64 = 0
 
-    @Option(help: "Random operations per guest.")
+    @Option(
+        parsing: .unconditional, help: "Random operations per guest, 1 to \(Self.maximumLength) (memory grows about 400 bytes per operation). (default: 200)",
+        transform: NumericOption.parser(1...Self.maximumLength))
     var length: Int = 200
+
+    static let maximumCount: UInt64 = 1_000_000_000
+    /// A guest of this length holds about 40 MB (measured: 1M operations
+    /// reach 370 MB, a debug build): the bound keeps a run far from a few GB.
+    static let maximumLength = 100_000
 
     @OptionGroup var regression: RegressionOption
 
@@ -194,10 +201,10 @@ struct Fuzz: ParsableCommand {
     @Flag(help: "Run the guests the host's KVM can run on /dev/kvm instead, and compare architecture, model and KVM (as 'conform' does).")
     var kvm = false
 
-    @Option(help: "Folder for failing guests: each is written as found and minimized.")
+    @Option(help: "Folder for failing guests: each is written as found and minimized (the folder is created at the first failure, in a parent that must exist).")
     var saveFailures = "fuzz-failures"
 
-    @Option(help: "Folder to write every generated guest to (to study or replay them).")
+    @Option(help: "Folder to write every generated guest to, to study or replay them (created if missing, in a parent that must exist).")
     var saveAll: String?
 
     @Flag(help: "Print JSON Lines: one object per guest, one summary object per mode, then one for every mode (docs/commands.md#json-output).")
@@ -209,7 +216,38 @@ struct Fuzz: ParsableCommand {
         if let mode, !GuestFamily.all.contains(where: { $0.description == mode }) {
             throw ValidationError("expected a mode among \(GuestFamily.all.map(\.description).joined(separator: ", ")), found '\(mode)'")
         }
-        guard count > 0, length > 0 else { throw ValidationError("--count and --length must be positive, e.g. --count 100 --length 200") }
+        guard seed <= UInt64.max - count else {
+            throw ValidationError("--seed \(seed) with --count \(count) runs past the last seed (2^64 - 1): pass a --seed of at most \(UInt64.max - count)")
+        }
+    }
+
+    /// Checks the output folders before any guest runs, and creates the
+    /// --save-all one; a folder that cannot be used is exit status 2.
+    func prepareFolders(progress: ProgressLine) throws {
+        do {
+            try OutputPath(path: saveFailures, option: "--save-failures").checkFolder()
+            if let saveAll, try OutputPath(path: saveAll, option: "--save-all").createFolder(), output.verbose {
+                progress.message("fuzz: created the folder \(saveAll) for --save-all")
+            }
+        } catch {
+            OutputStream.standardError.writeLine(error.description)
+            throw ExitCode(2)
+        }
+    }
+
+    /// Writes a generated guest to the --save-all folder.
+    func saveGenerated(_ text: String, name: String) throws {
+        guard let saveAll else { return }
+        try writeOrExit { () throws(OutputPath.Problem) in try ScenarioFile.save(text, to: saveAll + "/" + name, option: "--save-all") }
+    }
+
+    /// Runs `write`; a file that cannot be written ends the run with exit status 2.
+    func writeOrExit(_ write: () throws(OutputPath.Problem) -> Void) throws {
+        do { try write() } catch {
+            OutputStream.standardOutput.flush()
+            OutputStream.standardError.writeLine(error.description)
+            throw ExitCode(2)
+        }
     }
 
     /// Writes a failing guest to the --save-failures folder, whole and
@@ -219,8 +257,11 @@ struct Fuzz: ParsableCommand {
         let minimized = ScenarioMinimizer.minimize(text, stillFails: stillFails)
         let path = saveFailures + "/" + name
         let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
-        try ScenarioFile.save(text, to: path)
-        try ScenarioFile.save(minimized + "\n", to: minimizedPath)
+        try writeOrExit { () throws(OutputPath.Problem) in
+            try OutputPath(path: saveFailures, option: "--save-failures").createFolder()
+            try ScenarioFile.save(text, to: path, option: "--save-failures")
+            try ScenarioFile.save(minimized + "\n", to: minimizedPath, option: "--save-failures")
+        }
         return (path, minimizedPath, minimized.split(separator: "\n").count)
     }
 
@@ -228,6 +269,7 @@ struct Fuzz: ParsableCommand {
         if kvm { return try runOnKVM() }
         let stdout = OutputStream.standardOutput
         let progress = output.progressLine()
+        try prepareFolders(progress: progress)
         let families = GuestFamily.all.filter { mode == nil || $0.description == mode }
         // Round robin over the families, seed by seed, so that the first guests
         // already cover every paging mode (a deviation that needs long mode or
@@ -238,7 +280,7 @@ struct Fuzz: ParsableCommand {
             configurations: roots.configurations)
         try campaign.run(
             before: { mode, seed, _ in progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count)) },
-            generated: { text, name in if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) } }
+            generated: { text, name in try saveGenerated(text, name: name) }
         ) { guest in
             let name = guest.name
             tallies[guest.familyIndex].add(guest.reports.map(\.verdict), at: name)

@@ -33,7 +33,7 @@ struct Draw: ParsableCommand {
     @Argument(help: "The scenario file (.scenario).")
     var file: String
 
-    @Option(help: "Draw after this line has run (default: after the last).")
+    @Option(parsing: .unconditional, help: "Draw after this line has run (default: after the last).", transform: NumericOption.parser(0...lineLimit))
     var at: Int?
 
     @Option(help: "dot (Graphviz source) or svg (rendered by Graphviz's dot).")
@@ -42,7 +42,9 @@ struct Draw: ParsableCommand {
     @Option(name: .shortAndLong, help: "Write to this file instead of standard output.")
     var output: String?
 
-    @Option(help: "List at most this many present entries per table (the rest are counted).")
+    @Option(
+        parsing: .unconditional, help: "List at most this many present entries per table (the rest are counted), 1 to \(maxEntriesLimit). (default: \(PageTableGraph.defaultMaxEntriesPerNode))",
+        transform: NumericOption.parser(1...maxEntriesLimit))
     var maxEntries = PageTableGraph.defaultMaxEntriesPerNode
 
     @OptionGroup var mmu: MMUOption
@@ -51,12 +53,9 @@ struct Draw: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
-    func validate() throws {
-        guard maxEntries >= 1 else { throw ValidationError("--max-entries must be 1 or more, found \(maxEntries)") }
-    }
-
     func run() throws {
         let stderr = OutputStream.standardError
+        try checkOutput(output)
         let graph: PageTableGraph
         do {
             let source = try ScenarioSource.load(file)
@@ -78,14 +77,28 @@ struct Draw: ParsableCommand {
             }
             do {
                 text = try Graphviz.render(text, dot: dot)
+            } catch let failure as Graphviz.Failure {
+                stderr.writeLine("shadowmmu draw: \(failure)")
+                throw ExitCode(2)
             } catch {
-                stderr.writeLine("shadowmmu draw: \(error)")
+                // Foundation's own error text names neither the folder nor what to do.
+                stderr.writeLine(
+                    "shadowmmu draw: cannot run Graphviz's dot through the temporary folder \(FileManager.default.temporaryDirectory.path): "
+                        + "set TMPDIR to a writable folder, or use --format dot")
                 throw ExitCode(2)
             }
         }
         try writeOutput(text, to: output)
     }
 }
+
+/// The largest line number `--line` and `--at` take (a scenario is read whole
+/// first: its own length is the real limit, checked against the file; `--at`
+/// takes 0 so that the file's check names the lines it has).
+let lineLimit = 100_000_000
+
+/// The largest `--max-entries`: a table has at most 1024 entries (32-bit paging).
+let maxEntriesLimit = 1024
 
 /// Writes a command's result to a file, or to standard output.
 func writeOutput(_ text: String, to output: String?) throws {
@@ -96,9 +109,20 @@ func writeOutput(_ text: String, to output: String?) throws {
         return
     }
     do {
-        try text.write(toFile: output, atomically: true, encoding: .utf8)
+        try OutputPath(path: output, option: "-o").write(text)
     } catch {
-        OutputStream.standardError.writeLine("\(output): cannot write the output file (\(error.localizedDescription))")
+        OutputStream.standardError.writeLine(error.description)
+        throw ExitCode(2)
+    }
+}
+
+/// Checks, before any work, that `-o` names a file that can be written.
+func checkOutput(_ output: String?) throws {
+    guard let output else { return }
+    do {
+        try OutputPath(path: output, option: "-o").checkFile()
+    } catch {
+        OutputStream.standardError.writeLine(error.description)
         throw ExitCode(2)
     }
 }

@@ -25,7 +25,7 @@ struct Explain: ParsableCommand {
     @Argument(help: "The scenario file (.scenario).")
     var file: String
 
-    @Option(help: "The line holding the read, write or fetch to explain.")
+    @Option(parsing: .unconditional, help: "The line holding the read, write or fetch to explain.", transform: NumericOption.parser(1...lineLimit))
     var line: Int
 
     @Flag(help: "Print one JSON object instead of text.")
@@ -36,10 +36,6 @@ struct Explain: ParsableCommand {
     @OptionGroup var regression: RegressionOption
 
     @OptionGroup var fix: FixOption
-
-    func validate() throws {
-        guard line >= 1 else { throw ValidationError("--line must be 1 or more, found \(line)") }
-    }
 
     func run() throws {
         let stdout = OutputStream.standardOutput

@@ -27,6 +27,7 @@ extension Fuzz {
             throw ExitCode(2)
         }
         let progress = output.progressLine()
+        try prepareFolders(progress: progress)
         var classes: [String: Int] = [:]
         var guests = 0, notRun = 0, failed = 0
         let started = Date()
@@ -37,7 +38,7 @@ extension Fuzz {
                 let generated = try ScenarioParser.parse(family.generate(seed: seed, length: length), fileName: name)
                 let text = "# generated: mode=\(family) seed=\(seed), what this host's KVM cannot do taken out\n"
                     + runner.runnableVariant(of: generated).scenarioText
-                if let folder = saveAll { try ScenarioFile.save(text, to: folder + "/" + name) }
+                try saveGenerated(text, name: name)
                 guests += 1
                 let result = try runner.run(try ScenarioParser.parse(text, fileName: name))
                 if output.verbose, result.notRun == nil { progress.message("\(result.failed ? "FAIL" : "pass") \(name)") }

@@ -26,10 +26,12 @@ struct Matrix: ParsableCommand {
             """
     )
 
-    @Option(help: "Seed of the workload.")
+    @Option(parsing: .unconditional, help: "Seed of the workload. (default: 1)", transform: NumericOption.parser(0...UInt64.max))
     var seed: UInt64 = 1
 
-    @Option(help: "Operations in each guest's workload.")
+    @Option(
+        parsing: .unconditional, help: "Operations in each guest's workload, 1 to \(Fuzz.maximumLength) (memory grows about 400 bytes per operation). (default: 300)",
+        transform: NumericOption.parser(1...Fuzz.maximumLength))
     var length: Int = 300
 
     @OptionGroup var fix: FixOption
@@ -42,10 +44,6 @@ struct Matrix: ParsableCommand {
     var json = false
 
     @OptionGroup var output: OutputOptions
-
-    func validate() throws {
-        guard length > 0 else { throw ValidationError("--length must be positive, found \(length): pass e.g. --length 300") }
-    }
 
     func run() throws {
         let stdout = OutputStream.standardOutput

@@ -28,10 +28,14 @@ struct Report: ParsableCommand {
     @Option(name: .shortAndLong, help: "The HTML file to write.")
     var output: String
 
-    @Option(help: "Draw the tables after this line has run (repeatable; default: after the last line).")
+    @Option(
+        parsing: .unconditionalSingleValue, help: "Draw the tables after this line has run (repeatable; default: after the last line).",
+        transform: NumericOption.parser(0...lineLimit))
     var at: [Int] = []
 
-    @Option(help: "List at most this many present entries per table in the pictures.")
+    @Option(
+        parsing: .unconditional, help: "List at most this many present entries per table in the pictures, 1 to \(maxEntriesLimit). (default: \(PageTableGraph.defaultMaxEntriesPerNode))",
+        transform: NumericOption.parser(1...maxEntriesLimit))
     var maxEntries = PageTableGraph.defaultMaxEntriesPerNode
 
     @OptionGroup var mmu: MMUOption
@@ -40,11 +44,8 @@ struct Report: ParsableCommand {
 
     @OptionGroup var fix: FixOption
 
-    func validate() throws {
-        guard maxEntries >= 1 else { throw ValidationError("--max-entries must be 1 or more, found \(maxEntries)") }
-    }
-
     func run() throws {
+        try checkOutput(output)
         let report: ScenarioReport
         do {
             let source = try ScenarioSource.load(file)

@@ -56,7 +56,7 @@ struct WorkloadCommand: ParsableCommand {
     @Option(help: "Guest paging mode: \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")).")
     var mode = "4-level"
 
-    @Option(help: "small, medium, large, or a count (of what, the workload says).")
+    @Option(parsing: .unconditional, help: "small, medium, large, or a count (of what, the workload says) up to \(Self.sizeLimits).")
     var size = "small"
 
     @Option(
@@ -65,8 +65,18 @@ struct WorkloadCommand: ParsableCommand {
             valueName: "design"))
     var roots: RootsOption.Choice?
 
-    @Option(help: "Seed of the workload's random choices.")
+    @Option(parsing: .unconditional, help: "Seed of the workload's random choices. (default: 1)", transform: NumericOption.parser(0...UInt64.max))
     var seed: UInt64 = 1
+
+    /// "boot 200000, processes 3000, …, hugepages 20000 (32-bit 119, pae 239), …".
+    static var sizeLimits: String {
+        WorkloadName.allCases.map { name in
+            let limits = GuestPagingLayout.Mode.allCases.map { ($0, name.maximumCount(in: $0)) }
+            let widest = limits.map(\.1).max() ?? 0
+            let smaller = limits.filter { $0.1 < widest }.map { "\($0.0) \($0.1)" }
+            return "\(name) \(widest)" + (smaller.isEmpty ? "" : " (\(smaller.joined(separator: ", ")))")
+        }.joined(separator: ", ")
+    }
 
     @Option(help: "Write the run as a scenario to this file.")
     var emit: String?
@@ -95,19 +105,30 @@ struct WorkloadCommand: ParsableCommand {
         guard let mode = GuestPagingLayout.Mode(name: mode) else {
             throw ValidationError("unknown --mode '\(mode)': choose one of \(GuestPagingLayout.Mode.allCases.map(\.rawValue).joined(separator: ", ")) (a workload's kernel turns paging on)")
         }
-        guard WorkloadSize(argument: size) != nil else {
-            throw ValidationError("unknown --size '\(size)': use small, medium, large, or a count from 1 to 100000")
+        guard let workloadSize = WorkloadSize(argument: size) else {
+            throw ValidationError("unknown --size '\(size)': use small, medium, large, or a count of 1 or more (at most \(Self.sizeLimits))")
         }
-        if let problem = WorkloadOptions(mode: mode, mmu: configuration).problem { throw ValidationError(problem) }
-        if roots != nil {
-            if configuration == .native { throw ValidationError("--roots compares hypervisor designs: give a hypervisor --mmu (shadow or tdp), not native") }
-            if emit != nil || check { throw ValidationError("--roots runs the workload several times: drop --emit and --check, or --roots") }
+        let options = WorkloadOptions(mode: mode, mmu: configuration, size: workloadSize)
+        if let problem = name.flatMap(WorkloadName.init(rawValue:)).map({ Workload.problem($0, options: options) }) ?? options.problem {
+            throw ValidationError(problem)
         }
+    @Option(
+        help: ArgumentHelp(
+            "Run the workload once under each of these root designs (local, special, local-eager, both or all; the rest of --mmu kept) and print them side by side, with exits and time per context switch.",
+            valueName: "design"))
+    var roots: RootsOption.Choice?
+
     }
 
     func run() throws {
         if let roots { return try compareRoots(roots.designs) }
         let stdout = OutputStream.standardOutput
+        if let emit {
+            do { try OutputPath(path: emit, option: "--emit").checkFile() } catch {
+                OutputStream.standardError.writeLine(error.description)
+                throw ExitCode(2)
+            }
+        }
         let progress = output.progressLine()
         let options = WorkloadOptions(
             mode: GuestPagingLayout.Mode(name: mode)!, mmu: try MMUOption.configuration(mmu),
@@ -135,9 +156,9 @@ struct WorkloadCommand: ParsableCommand {
         }
         if let emit, let text = result.scenario {
             do {
-                try ScenarioFile.save(text, to: emit)
+                try ScenarioFile.save(text, to: emit, option: "--emit")
             } catch {
-                OutputStream.standardError.writeLine("shadowmmu workload: cannot write \(emit) (\(error.localizedDescription)): choose a writable path for --emit")
+                OutputStream.standardError.writeLine(error.description)
                 throw ExitCode(2)
             }
         }

@@ -30,10 +30,12 @@ struct Zoo: ParsableCommand {
     @Argument(help: "Entries to measure: names, or parts of names (every entry when omitted).")
     var names: [String] = []
 
-    @Option(help: "Guests fuzz may take, in all modes together.")
+    @Option(parsing: .unconditional, help: "Guests fuzz may take, in all modes together, 1 to 1000000. (default: 200)", transform: NumericOption.parser(1...1_000_000))
     var limit = 200
 
-    @Option(help: "Random operations per guest.")
+    @Option(
+        parsing: .unconditional, help: "Random operations per guest, 1 to \(Fuzz.maximumLength). (default: 200)",
+        transform: NumericOption.parser(1...Fuzz.maximumLength))
     var length = 200
 
     @Flag(help: "Skip the check of the shipped scenarios.")
@@ -48,7 +50,6 @@ struct Zoo: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard limit > 0, length > 0 else { throw ValidationError("--limit and --length must be positive, e.g. --limit 200") }
         for name in names where Self.entries(matching: [name]).isEmpty {
             throw ValidationError("no zoo entry matches '\(name)'; the entries: \(Regression.allCases.map(\.rawValue).joined(separator: ", "))")
         }

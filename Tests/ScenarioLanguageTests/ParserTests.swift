@@ -65,6 +65,9 @@ private let M: UInt64 = 1 << 20
         }
         // The largest memory MAXPHYADDR allows.
         #expect(try ScenarioParser.parse("machine memory=64G maxphyaddr=36", fileName: fileName).machine.memorySize == 1 << 36)
+        #expect(try ScenarioParser.parse("machine memory=1T", fileName: fileName).machine.memorySize == 1 << 40)
+        #expect(try ScenarioParser.parse("machine memory=63T", fileName: fileName).machine.memorySize == MachineConfiguration.maximumMemorySize)
+        #expect(MachineConfiguration(memorySize: 2 << 40).scenarioText == "machine memory=2T", "the printer writes what the parser reads")
     }
 
     @Test func mmuLines() throws {
@@ -220,18 +223,18 @@ private let M: UInt64 = 1 << 20
         ("1_000_000", 1_000_000), ("0xffff_8000_0000_0000", 0xffff_8000_0000_0000),
         ("4K", 4096), ("64M", 64 << 20), ("1G", 1 << 30), ("0x10K", 0x4000), ("1_024K", 1 << 20),
         ("18446744073709551615", UInt64.max), ("0xffffffffffffffff", UInt64.max), ("16777215G", 16_777_215 << 30),
-        ("007", 7),
+        ("007", 7), ("1T", 1 << 40), ("0x10T", 0x10 << 40), ("16777215T", 16_777_215 << 40),
     ] as [(String, UInt64)])
     func numbers(text: String, value: UInt64) throws {
         #expect(try action("cr3 \(text)") == .writeRegister(.cr3, value))
     }
 
-    @Test(arguments: ["x12", "0x", "_1", "1_", "1__0", "0x_1", "12k", "1KB", "-1", "0xg", "K", "1.5", "0b1", "=1"])
+    @Test(arguments: ["x12", "0x", "_1", "1_", "1__0", "0x_1", "12k", "1KB", "1t", "1TB", "-1", "0xg", "K", "1.5", "0b1", "=1"])
     func notNumbers(text: String) {
         #expect(diagnostic("machine memory=64M\ncr3 \(text)") == "t.scenario:2:5: expected a value after 'cr3', found '\(text)'")
     }
 
-    @Test(arguments: ["18446744073709551616", "0x1_0000_0000_0000_0000", "17179869184G", "17592186044416M", String(repeating: "9", count: 10_000)])
+    @Test(arguments: ["18446744073709551616", "0x1_0000_0000_0000_0000", "17179869184G", "17592186044416M", "16777216T", String(repeating: "9", count: 10_000)])
     func overflow(text: String) {
         let shown = text.count > 48 ? String(text.prefix(48)) + "…" : text
         #expect(diagnostic("machine memory=64M\nread \(text)")
@@ -297,6 +300,9 @@ private let M: UInt64 = 1 << 20
         ("machine memory=1000", "1:16: expected a memory size that is a positive multiple of 4096, found '1000'"),
         ("machine memory=", "1:16: expected a memory size that is a positive multiple of 4096, found ''"),
         ("machine memory=128G maxphyaddr=36", "1:16: expected a memory size of at most 2^36 bytes (maxphyaddr=36), found '128G'"),
+        // memory=1T was refused as "not a positive multiple of 4096": there was no T suffix.
+        ("machine memory=64T", "1:16: expected a memory size of at most 63T (the most the model's host can back), found '64T'"),
+        ("machine memory=4096T", "1:16: expected a memory size of at most 63T (the most the model's host can back), found '4096T'"),
         ("machine memory=64M maxphyaddr=35", "1:31: expected a MAXPHYADDR from 36 to 52, found '35'"),
         ("machine memory=64M maxphyaddr=53", "1:31: expected a MAXPHYADDR from 36 to 52, found '53'"),
         ("machine memory=64M vcpus=0", "1:26: expected a vCPU count from 1 to 64, found '0'"),
