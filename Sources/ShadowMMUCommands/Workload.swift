@@ -112,12 +112,10 @@ struct WorkloadCommand: ParsableCommand {
         if let problem = name.flatMap(WorkloadName.init(rawValue:)).map({ Workload.problem($0, options: options) }) ?? options.problem {
             throw ValidationError(problem)
         }
-    @Option(
-        help: ArgumentHelp(
-            "Run the workload once under each of these root designs (local, special, local-eager, both or all; the rest of --mmu kept) and print them side by side, with exits and time per context switch.",
-            valueName: "design"))
-    var roots: RootsOption.Choice?
-
+        if roots != nil {
+            if configuration == .native { throw ValidationError("--roots compares hypervisor designs: give a hypervisor --mmu (shadow or tdp), not native") }
+            if emit != nil || check { throw ValidationError("--roots runs the workload several times: drop --emit and --check, or --roots") }
+        }
     }
 
     func run() throws {
@@ -135,19 +133,7 @@ struct WorkloadCommand: ParsableCommand {
             size: WorkloadSize(argument: size)!, seed: seed, record: emit != nil || check, fixes: fix.fixes)
         let log: ((String) -> Void)? = output.verbose ? { progress.message($0) } : nil
 
-        let result: WorkloadRun
-        if let trace {
-            do {
-                result = try TraceReplay.replayFile(trace, options: options, progress: { progress.update("trace \(trace)", done: $0, total: $1) }, log: log)
-            } catch {
-                progress.clear()
-                OutputStream.standardError.writeLine("\(error.description)")
-                throw ExitCode(2)
-            }
-        } else {
-            let name = WorkloadName(rawValue: name!)!
-            result = Workload.run(name, options: options, progress: { progress.update("workload \(name)", done: $0, total: $1) }, log: log)
-        }
+        let result = try runOnce(options, progress: progress, label: "", log: log)
         progress.clear()
 
         if let failure = result.failure, failure.kind == .unusable {
@@ -211,6 +197,22 @@ struct WorkloadCommand: ParsableCommand {
         return lines
     }
 
+    /// The named workload, or the trace's replay, once under `options`; an
+    /// unusable trace is exit status 2 with its message.
+    func runOnce(_ options: WorkloadOptions, progress: ProgressLine, label: String, log: ((String) -> Void)?) throws -> WorkloadRun {
+        guard let trace else {
+            let name = WorkloadName(rawValue: name!)!
+            return Workload.run(name, options: options, progress: { progress.update("workload \(name)\(label)", done: $0, total: $1) }, log: log)
+        }
+        do {
+            return try TraceReplay.replayFile(trace, options: options, progress: { progress.update("trace \(trace)\(label)", done: $0, total: $1) }, log: log)
+        } catch {
+            progress.clear()
+            OutputStream.standardError.writeLine("\(error.description)")
+            throw ExitCode(2)
+        }
+    }
+
     /// `--roots`: the same workload (same seed, same guest actions) once per
     /// root design, and what each cost, side by side.
     func compareRoots(_ designs: [RootsDesign]) throws {
@@ -224,19 +226,7 @@ struct WorkloadCommand: ParsableCommand {
                 size: WorkloadSize(argument: size)!, seed: seed, record: false, fixes: fix.fixes)
             let clock = ContinuousClock()
             let start = clock.now
-            let result: WorkloadRun
-            if let trace {
-                do {
-                    result = try TraceReplay.replayFile(trace, options: options, progress: { progress.update("trace \(trace) roots=\(design)", done: $0, total: $1) })
-                } catch {
-                    progress.clear()
-                    OutputStream.standardError.writeLine("\(error.description)")
-                    throw ExitCode(2)
-                }
-            } else {
-                let name = WorkloadName(rawValue: name!)!
-                result = Workload.run(name, options: options, progress: { progress.update("workload \(name) roots=\(design)", done: $0, total: $1) })
-            }
+            let result = try runOnce(options, progress: progress, label: " roots=\(design)", log: nil)
             let elapsed = clock.now - start
             runs.append((design, result, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
         }
