@@ -104,13 +104,17 @@ extension AccessExplanation {
                 out.append("Permission check: a \(access) breaks: \(violations).")
             }
         }
+        let faults = trace.rights == nil || trace.violations?.isEmpty == false
         if !trace.updates.isEmpty {
             out.append("Accessed/dirty flags written by the CPU:")
             for update in trace.updates {
                 let set = [(UInt64(1) << 5, "A"), (UInt64(1) << 6, "D")].filter { update.new & $0.0 != 0 && update.old & $0.0 == 0 }.map(\.1)
                 out.append("  at \(update.address.hex): \(update.old.hex) → \(update.new.hex) (sets \(set.joined(separator: " and ")))")
             }
-        } else if trace.rights != nil, trace.violations?.isEmpty == true {
+            if faults { out.append("  The access still faults: no other accessed or dirty flag is written for it.") }
+        } else if faults {
+            out.append("Accessed/dirty flags: none written (the access faults).")
+        } else {
             out.append("Accessed/dirty flags: already set where needed; nothing written.")
         }
         return out

@@ -145,6 +145,14 @@ import Testing
         #expect(walk["references"]?.int == second.reduce(0) { $0 + ($1["references"]?.int ?? 0) } + 4, "4 guest entries and each translation's references")
     }
 
+    @Test func aFaultingAccessSaysWhatHappenedToTheAccessedAndDirtyFlags() throws {
+        // Line 16 of the tour: a write through a not-present PTE.
+        let fault = try shadowmmu(["explain", "examples/tour.scenario", "--line", "16"])
+        #expect(fault.stdout.contains("Accessed/dirty flags: none written (the access faults)."), "\(fault.stdout)")
+        let ok = try shadowmmu(["explain", "examples/tour.scenario", "--line", "14"])
+        #expect(ok.stdout.contains("Accessed/dirty flags written by the CPU:") && !ok.stdout.contains("the access faults"), "\(ok.stdout)")
+    }
+
     func lineOfFirstRead(_ file: String) throws -> String {
         let text = try String(contentsOf: packageRoot.appendingPathComponent(file), encoding: .utf8)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
