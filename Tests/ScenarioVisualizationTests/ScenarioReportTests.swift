@@ -181,4 +181,48 @@ struct ScenarioReportTests {
         let native = try Self.report("4-level.scenario")
         #expect(native.chartedCounterNames == ["guest_page_faults"], "a native run charts what it has")
     }
+
+    @Test func chartsFillThePageAndTheirAxisCountsScenarioLines() throws {
+        let report = try Self.report("shadow-pae.scenario")
+        for chart in [report.timelineSVG, report.countersSVG] {
+            #expect(chart.hasPrefix("<svg class=\"chart ") && chart.contains("width=\"100%\" viewBox=\"0 0 900 220\""))
+            let ticks = chart.components(separatedBy: "<text class=\"tick\"").dropFirst().compactMap { $0.split(separator: ">").dropFirst().first?.split(separator: "<").first }
+            #expect(ticks.first.map(String.init) == String(report.steps.first?.line ?? -1), "the first tick is the first command's line: \(ticks)")
+            #expect(ticks.compactMap { Int($0) }.allSatisfy { line in report.steps.contains { $0.line == line } })
+        }
+        #expect(report.html.contains("svg.chart { display: block; width: 100%; height: auto; }"))
+        #expect(report.html.contains(".picture-scroll svg { display: block; max-width: 100%; height: auto; }"), "pictures scale to the page, never clipped")
+    }
+
+    @Test func moreCommandsThanPixelsAreBinned() throws {
+        // 2,000 reads after paging is on: more commands than the 836-pixel plot.
+        var text = """
+            machine memory=16M
+            mmu shadow
+            poke 0x1000 0x2007
+            poke 0x2000 0x3007
+            poke 0x3000 0x4007
+            poke 0x4000 0x100007
+            cr4 0x20
+            cr3 0x1000
+            efer 0x100
+            cr0 0x80000001
+
+            """
+        for index in 0..<2000 { text += "read \(index.isMultiple(of: 500) ? "0x\(String(0x1000 * (index / 500 + 1), radix: 16))" : "0x0")\n" }
+        let scenario = try ScenarioParser.parse(text, fileName: "long.scenario")
+        let report = try ScenarioReport.run(scenario, source: text)
+        let timeline = report.timelineSVG
+        let plotWidth = 900.0 - 48 - 16
+        let columns = report.steps.count / Int((Double(report.steps.count) / plotWidth).rounded(.up))
+        #expect(Double(columns) <= plotWidth)
+        #expect(timeline.contains("commands per column"), "the axis says the columns are binned")
+        #expect(timeline.contains("(3 commands) — exits"), "a bar's tooltip names its lines and commands")
+        // Binning keeps every exit: the bars' tooltips add up to the run's exits.
+        var exits = 0
+        for title in timeline.components(separatedBy: "class=\"bar bar-exits\"").dropFirst() {
+            if let range = title.range(of: #"exits (\d+)"#, options: .regularExpression) { exits += Int(title[range].dropFirst(6)) ?? 0 }
+        }
+        #expect(exits == report.steps.reduce(0) { $0 + $1.delta("exits") } && exits > 0)
+    }
 }

@@ -209,6 +209,8 @@ extension ScenarioReport {
         .badge.gp { background: #d97706; }
         .decoded, .muted { color: #6b7280; }
         .chart-scroll, .picture-scroll { overflow-x: auto; border: 1px solid #e5e7eb; }
+        svg.chart { display: block; width: 100%; height: auto; }
+        .picture-scroll svg { display: block; max-width: 100%; height: auto; }
         .swatch { display: inline-block; width: 1em; height: 1em; vertical-align: middle; margin: 0 .3em 0 .8em; border: 1px solid #9ca3af; }
         .swatch.picture { background: #7c3aed; }
         ul.legend { list-style: none; padding: 0; display: flex; flex-wrap: wrap; gap: .3em 1em; font-size: 13px; }
