@@ -225,4 +225,12 @@ struct ScenarioReportTests {
         }
         #expect(exits == report.steps.reduce(0) { $0 + $1.delta("exits") } && exits > 0)
     }
+
+    @Test func theTablesCaptionNamesWhatEachColumnHolds() throws {
+        let nested = try Self.report("nested-npt-pae.scenario").html
+        #expect(nested.contains("<p>Left: L1&#39;s nested page tables"), "a nested run's left column is L1's nested tables")
+        #expect(!nested.contains("walked from each vCPU&#39;s CR3"))
+        let shadow = try Self.report("shadow-pae.scenario").html
+        #expect(shadow.contains("<p>Left: guest page tables (PAE; guest-physical addresses). Right: shadow pages"))
+    }
 }

@@ -147,10 +147,20 @@ extension ScenarioReport {
         ] + counterNames.map { "<tr><td>\(Self.escaped($0))</td><td class=\"count\">\(total($0))</td></tr>" } + ["</tbody></table>", "</section>"]
     }
 
+    /// What the two columns of the pictures hold, in the pictures' own
+    /// words (a nested run's left column is L1's nested tables, not the
+    /// guest's tables from CR3).
+    var tablesCaption: String {
+        guard let graph = pictures.last?.graph else { return "" }
+        let left = graph.guestHeading == "guest page tables" ? "the guest's tables, walked from each vCPU's CR3" : graph.guestHeading
+        guard let right = graph.hypervisorHeading else { return "The \(left)." }
+        return "Left: \(left). Right: \(right), from each vCPU's root."
+    }
+
     var tablesSection: [String] {
         var out = [
             "<section id=\"tables\">", "<h2>Page tables</h2>",
-            "<p>Left: the guest's tables, walked from each vCPU's CR3. Right: the tables the hypervisor built, from each vCPU's root. One row per paging level; a dashed arrow goes from a shadow page to the guest table it shadows. Hover a table for all its lines.</p>",
+            "<p>\(Self.escaped(tablesCaption)) One row per paging level; a dashed arrow goes from a shadow page to the guest table it shadows. Hover a table for all its lines.</p>",
             "<ul class=\"legend\">",
         ]
         for mark in PageTableGraph.Mark.allCases {
