@@ -30,6 +30,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Finish with one line per vCPU describing the hypervisor's current root ({\"shadow\":…}).")
     var dumpShadow = false
 
+    @Flag(help: "Finish with each vCPU's current root as an indented tree, for reading (shared pages printed once).")
+    var shadowTree = false
+
     @OptionGroup var mmu: MMUOption
 
     @OptionGroup var regression: RegressionOption
@@ -58,6 +61,7 @@ struct Run: ParsableCommand {
                 stderr.writeLine(failure.description)
             })
         if dumpShadow { runner.shadowDumpJSON.forEach(stdout.writeLine) }
+        if shadowTree { runner.shadowTreeText.forEach(stdout.writeLine) }
         if stats { stdout.writeLine(runner.statisticsJSON) }
         stdout.flush()
         if failures > 0 { throw ExitCode(1) }

@@ -160,3 +160,34 @@ import Testing
         return String(index + 1)
     }
 }
+
+/// `run --shadow-tree`: the root as a tree a person reads.
+@Suite struct ShadowTree {
+    @Test func aSharedPageIsPrintedOnceAndReferredToAfter() throws {
+        let result = try shadowmmu(["run", "examples/shadow-pae.scenario", "--shadow-tree"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let tree = result.stdoutLines.filter { !$0.hasPrefix("{") }
+        #expect(tree.first == "vCPU 0:")
+        #expect(tree.dropFirst().first?.hasPrefix("  L3 local (level=3") == true, "\(tree)")
+        // Every table printed in full once; the second PDPTE's link to the same directory is a reference.
+        let hosts = tree.compactMap { line -> String? in
+            guard !line.contains("(shown above)"), let range = line.range(of: #"host 0x[0-9a-f]+$"#, options: .regularExpression) else { return nil }
+            return String(line[range])
+        }
+        #expect(Set(hosts).count == hosts.count, "a table printed twice: \(tree)")
+        let references = tree.filter { $0.contains("(shown above)") }
+        #expect(!references.isEmpty, "\(tree)")
+        for reference in references {
+            let host = reference.components(separatedBy: "host ").last?.components(separatedBy: " ").first ?? "?"
+            #expect(hosts.contains("host " + host), "\(reference) refers to a table not shown")
+        }
+        // The JSON dump is the contract and stays what it was.
+        let json = try shadowmmu(["run", "examples/shadow-pae.scenario", "--dump-shadow"])
+        #expect(json.stdoutLines.last?.hasPrefix("{\"shadow\":{\"vcpu\":0,\"root\":{\"level\":3,\"local\":true") == true)
+    }
+
+    @Test func nativeHasNoShadowTables() throws {
+        let result = try shadowmmu(["run", "examples/4-level.scenario", "--shadow-tree"])
+        #expect(result.stdoutLines.last == "vCPU 0: no hypervisor (mmu native): no shadow tables")
+    }
+}
