@@ -1,3 +1,5 @@
+import Dispatch
+import Foundation
 import ScenarioLanguage
 import ShadowMMU
 
@@ -58,26 +60,73 @@ public struct FuzzCampaign: Sendable {
     /// (which may stop the campaign). `before` is called with each guest's
     /// family, seed and name before it is generated (progress, saving).
     public func run(
+        jobs: Int = 1,
         before: (GuestFamily, UInt64, String) throws -> Void = { _, _, _ in },
         generated: (String, String) throws -> Void = { _, _ in },
         visit: (Guest) throws -> Next
     ) throws {
+        // Guests in campaign order: (ordinal, family index, seed).
+        let families = families
+        let work = (firstSeed..<(firstSeed + count)).lazy.flatMap { seed in families.indices.lazy.map { (seed, $0) } }
+        var iterator = work.makeIterator()
         var ordinal = 0
-        for seed in firstSeed..<(firstSeed + count) {
-            for (index, family) in families.enumerated() {
+        // With several jobs, a window of guests is generated and checked at
+        // once, then visited in order: the visits (and so the output) are
+        // those of one job, only sooner.
+        let window = jobs <= 1 ? 1 : jobs * 4
+        while true {
+            var batch: [(ordinal: Int, seed: UInt64, index: Int)] = []
+            while batch.count < window, let (seed, index) = iterator.next() {
                 ordinal += 1
-                let name = "fuzz-\(family)-\(seed).scenario"
-                try before(family, seed, name)
-                let text = family.generate(seed: seed, length: length)
-                try generated(text, name)
-                let reports = try DifferentialChecker.check(
-                    try ScenarioParser.parse(text, fileName: name), under: configurations, regressions: regressions, fixes: fixes)
-                let guest = Guest(ordinal: ordinal, family: family, familyIndex: index, seed: seed, name: name, text: text, reports: reports)
+                batch.append((ordinal, seed, index))
+            }
+            guard !batch.isEmpty else { return }
+            if window == 1, let item = batch.first {
+                // One job: told of the guest before it is generated (progress, as before).
+                try before(families[item.index], item.seed, Self.name(families[item.index], item.seed))
+            }
+            let results = check(batch, jobs: jobs)
+            for (item, result) in zip(batch, results) {
+                let family = families[item.index]
+                if window > 1 { try before(family, item.seed, result.name) }
+                try generated(result.text, result.name)
+                let guest = Guest(
+                    ordinal: item.ordinal, family: family, familyIndex: item.index, seed: item.seed, name: result.name, text: result.text,
+                    reports: try result.reports.get())
                 if try visit(guest) == .stop { return }
             }
         }
     }
 
+    /// "fuzz-MODE-SEED.scenario".
+    static func name(_ family: GuestFamily, _ seed: UInt64) -> String { "fuzz-\(family)-\(seed).scenario" }
+
+    /// Generates and checks `batch`, on up to `jobs` threads, results in
+    /// the batch's order.
+    private func check(
+        _ batch: [(ordinal: Int, seed: UInt64, index: Int)], jobs: Int
+    ) -> [(name: String, text: String, reports: Result<[DifferentialChecker.Report], ScenarioError>)] {
+        let results = ResultSlots<(name: String, text: String, reports: Result<[DifferentialChecker.Report], ScenarioError>)>(count: batch.count)
+        let campaign = self
+        let one: @Sendable (Int) -> Void = { position in
+            let item = batch[position]
+            let family = campaign.families[item.index]
+            let name = Self.name(family, item.seed)
+            let text = family.generate(seed: item.seed, length: campaign.length)
+            let reports = Result { () throws(ScenarioError) in
+                try DifferentialChecker.check(
+                    try ScenarioParser.parse(text, fileName: name), under: campaign.configurations,
+                    regressions: campaign.regressions, fixes: campaign.fixes)
+            }
+            results.set(position, (name, text, reports))
+        }
+        if jobs <= 1 || batch.count == 1 {
+            for position in batch.indices { one(position) }
+        } else {
+            DispatchQueue.concurrentPerform(iterations: batch.count) { one($0) }
+        }
+        return results.values
+    }
     /// Whether `candidate` (a shrunk guest) still fails under this campaign's
     /// settings: the minimizer's test.
     public func stillFails(_ candidate: String, name: String, strict: Bool) -> Bool {
@@ -97,4 +146,21 @@ public struct FuzzCampaign: Sendable {
         }
         return found
     }
+}
+
+/// Results filled in by concurrent workers, one slot each, read after they
+/// have all finished (`concurrentPerform` returns only then).
+private final class ResultSlots<Value>: @unchecked Sendable {
+    private var slots: [Value?]
+    private let lock = NSLock()
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    func set(_ position: Int, _ value: Value) {
+        lock.lock()
+        slots[position] = value
+        lock.unlock()
+    }
+
+    var values: [Value] { slots.map { $0! } }
 }

@@ -210,6 +210,12 @@ struct Fuzz: ParsableCommand {
     @Flag(help: "Print JSON Lines: one object per guest, one summary object per mode, then one for every mode (docs/commands.md#json-output).")
     var json = false
 
+    @Option(
+        parsing: .unconditional,
+        help: "Guests generated and checked at once, 1 to 256 (default: this machine's cores); the output is the same as with --jobs 1, in the same order.",
+        transform: NumericOption.parser(1...256))
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
@@ -279,6 +285,7 @@ struct Fuzz: ParsableCommand {
             families: families, firstSeed: seed, count: count, length: length, regressions: regression.regressions, fixes: fix.fixes,
             configurations: roots.configurations)
         try campaign.run(
+            jobs: jobs,
             before: { mode, seed, _ in progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count)) },
             generated: { text, name in try saveGenerated(text, name: name) }
         ) { guest in

@@ -191,3 +191,19 @@ import Testing
         #expect(result.stdoutLines.last == "vCPU 0: no hypervisor (mmu native): no shadow tables")
     }
 }
+
+/// `fuzz --jobs N` checks guests concurrently and prints what one job prints.
+@Suite struct FuzzJobs {
+    @Test func severalJobsPrintWhatOneJobPrints() throws {
+        let common = ["fuzz", "--count", "2", "--length", "60", "--save-failures", "/tmp/shadowmmu-jobs-test"]
+        let one = try shadowmmu(common + ["--jobs", "1"])
+        let three = try shadowmmu(common + ["--jobs", "3"])
+        #expect(one.status == three.status)
+        #expect(one.stdout == three.stdout && one.stdout.contains("every mode: "), "\(one.stdout)\n---\n\(three.stdout)")
+        let json = try shadowmmu(common + ["--jobs", "3", "--json", "--regress", "pde32-write-zaps-one-half", "--mode", "32-bit"])
+        let jsonOne = try shadowmmu(common + ["--jobs", "1", "--json", "--regress", "pde32-write-zaps-one-half", "--mode", "32-bit"])
+        #expect(json.stdout == jsonOne.stdout && json.status == jsonOne.status)
+        let refused = try shadowmmu(["fuzz", "--jobs", "0"])
+        #expect(refused.status == 2 && refused.stderr.contains("expected a number from 1 to 256"), "\(refused.stderr)")
+    }
+}
