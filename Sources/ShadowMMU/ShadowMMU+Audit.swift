@@ -75,16 +75,23 @@ extension ShadowMMU {
         }
 
         // No loaded root reaches a freed frame; no freed frame was ever read.
+        // Every page a root reaches was built for the root's paging settings:
+        // it carries the root's role bits (the first page below special root
+        // tables stands for the root).
         if host.poisonedReads > 0 { fail("\(host.poisonedReads) reads of freed host frames") }
         for context in allContexts {
             for root in [context.root].compactMap({ $0 }) + context.cachedRoots {
-                var stack = [root]
-                while let page = stack.popLast() {
+                var stack: [(page: ShadowPage, rootRole: PageRole?)] = [(root, nil)]
+                while let (page, above) = stack.popLast() {
                     if host.freedFrames.contains(page.frame) { fail("vCPU \(context.vcpu)'s root reaches freed frame \(page.frame.hex)") }
+                    let rootRole = page.isSpecialRoot ? nil : above ?? page.role
+                    if let rootRole, !page.role.inheritsSettings(of: rootRole) {
+                        fail("page \(page.gfn.hex) (\(page.role)) under vCPU \(context.vcpu)'s root (\(rootRole)) was built for other paging settings")
+                    }
                     guard page.role.level > 1 else { continue }
                     for index in 0..<512 {
                         let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
-                        if spte.isShadowPresent, let child = child(of: spte) { stack.append(child) }
+                        if spte.isShadowPresent, let child = child(of: spte) { stack.append((child, rootRole)) }
                     }
                 }
             }
