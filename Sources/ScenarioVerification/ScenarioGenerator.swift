@@ -123,6 +123,8 @@ public struct ScenarioGenerator {
             if random.next(below: 3) == 0 { value |= 0x40 }
             if random.next(below: 10) == 0 { value &= ~1 }
             if mode != .bits32, mode != .bits32PSE, random.next(below: 6) == 0 { value |= 1 << 63 }
+            // Now and then an address bit above MAXPHYADDR: reserved.
+            if entrySize == 8, maxPhysicalAddressBits < 52, random.next(below: 16) == 0 { value |= 1 << UInt64(maxPhysicalAddressBits) }
             if mode.isLongMode, random.next(below: 4) == 0 { value |= random.next(below: 16) << 59 }
             return entrySize == 4 ? value & 0xffff_ffff : value
         }
@@ -448,7 +450,7 @@ public struct ScenarioGenerator {
         /// and re-points entries; every change is followed by the invalidation
         /// that makes the next access's outcome unique.
         func tableEpisode() {
-            var choices: [TableEpisode] = [.selfMappedEdit, .selfMappedEdit, .spareTable, .spareTable, .hugeAlias, .hugeAlias, .repoint]
+            var choices: [TableEpisode] = [.selfMappedEdit, .selfMappedEdit, .spareTable, .spareTable, .hugeAlias, .hugeAlias, .hugeAlias, .repoint]
             if entrySize == 4 { choices += [.repoint, .repoint] }
             if sharedSlot != nil { choices += [.sharedTable, .sharedTable] }
             if vcpus > 1 { choices += [.selfMappedEdit, .selfMappedEdit] }
@@ -539,8 +541,12 @@ public struct ScenarioGenerator {
         /// first, and reads both entries.
         func hugeAlias() {
             guard let huge = hugeSlot, let alias = hugeAliasSlot else { return }
+            // Half the time both get the same rights (D aside).
+            let sameRights = random.next(below: 2) == 0
+            var rights = random.next(below: UInt64(4)) << 1
             for slot in [huge, alias] {
-                let value = Layout.huge | 0xa1 | random.next(below: 2) << 1 | random.next(below: 2) << 2 | random.next(below: 2) << 6
+                if !sameRights { rights = random.next(below: UInt64(4)) << 1 }
+                let value = Layout.huge | 0xa1 | rights | random.next(below: 2) << 6
                 written[slot.address] = value
                 lines.append("store \(hex(slot.address)) \(hex(value))\(width)")
             }
@@ -587,8 +593,10 @@ public struct ScenarioGenerator {
             let bases: [UInt64] = random.next(below: 4) != 0 ? [0, Layout.sharedPDPT] : [Layout.sharedPDPT, 0]
             let user = taken & 0x4 != 0 || random.next(below: 2) == 0 ? " user" : ""
             for base in bases {
-                for page in random.next(below: 2) == 0 ? pages : pages.reversed() {
-                    let kind = random.next(below: 3) == 0 ? "read" : "write"
+                for (index, page) in (random.next(below: 2) == 0 ? Array(pages.enumerated()) : pages.enumerated().reversed()) {
+                    // Mostly what the PDE allows: reads through the read-only one, writes through the other.
+                    let writable = (index == 0) == writableA
+                    let kind = writable != (random.next(below: 4) == 0) ? "write" : "read"
                     lines.append("\(kind) \(hex(base + page + random.next(below: 512) * 8))\(user)")
                 }
             }
@@ -629,7 +637,7 @@ public struct ScenarioGenerator {
             if mode == .pae || mode.isLongMode { choices += [.nxe, .nxe, .nxe] }
             if mode.isLongMode { choices.append(.pke) }
             if entrySize == 4 { choices += [.pse, .pse, .pse, .pse36, .pse36] }
-            choices.append(.wpSMEP)
+            choices += [.wpSMEP, .wpSMAP]
             let setting = choices[Int(random.next(below: UInt64(choices.count)))]
             let editable = slots.filter { !(mode == .pae && $0.level == 3) }
             guard !editable.isEmpty else { return }

@@ -133,6 +133,22 @@ extension ShadowMMU {
                 }
             }
         }
+        // A synced page table is write-protected: every change the guest makes
+        // to it traps, so each present spte maps the frame its guest entry
+        // names now (unsync pages may lag until the guest invalidates).
+        for page in pageByFrame.values where page.role.level == 1 && !page.role.direct && !page.unsync && !isObsolete(page) {
+            let fourByte = page.role.hasFourByteGPTE
+            for index in 0..<512 {
+                let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+                guard spte.isShadowPresent else { continue }
+                let address = page.gfn << 12 + UInt64(fourByte ? page.role.quadrant * 2048 + index * 4 : index * 8)
+                let gpte = memory.load(address, width: fourByte ? 4 : 8)
+                let named = (fourByte ? gpte & 0xffff_f000 : gpte & 0x000f_ffff_ffff_f000) >> 12
+                if named != page.leafGFNs[index] {
+                    fail("synced page \(page.gfn.hex) (\(page.role)) maps gfn \(page.leafGFNs[index].hex) at entry \(index), whose guest entry \(address.hex) now names \(named.hex)")
+                }
+            }
+        }
         var leafCount = 0
         for page in pageByFrame.values {
             for index in 0..<512 {
