@@ -310,10 +310,14 @@ public struct ScenarioGenerator {
                 if slot.leaf && slot.level == 1 {
                     value = leafValue(&random)
                     // 32-bit: now and then the frame of the entry 512 away (the other
-                    // quadrant's twin) with other rights.
+                    // quadrant's twin) with other rights; else, a quarter of the
+                    // time, the same frame with other flags (rights, reserved bits).
                     let twin = slot.address ^ 0x800
-                    if entrySize == 4, random.next(below: 3) == 0, let other = written[twin] {
-                        value = other & ~0xfff | value & 0xfff | 1
+                    let frameMask: UInt64 = entrySize == 4 ? 0xffff_f000 : 0x000f_ffff_ffff_f000 & ~(1 << UInt64(maxPhysicalAddressBits))
+                    if entrySize == 4, random.next(below: slot.address & 0x800 != 0 ? 2 : 4) == 0, let other = written[twin] {
+                        value = other & frameMask | value & ~frameMask | 1
+                    } else if random.next(below: 4) == 0, let old = written[slot.address] {
+                        value = old & frameMask | value & ~frameMask
                     }
                 } else {
                     // Rewrite a table (or huge-page) entry with one flag flipped: P,
@@ -665,15 +669,23 @@ public struct ScenarioGenerator {
                 if random.next(below: 2) == 0 { lines.append(accessLine(address, kinds: ["read", "fetch"], userOdds: 1)) }
             case .wpSMAP:
                 // A read-only user page; SMAP on, WP off, AC=1 (protection keys off).
+                // Half the time the write comes while SMAP is still off, and SMAP is
+                // turned on after it: the page was built without SMAP.
                 let slot = pick(editable.filter { $0.level == 1 })
                 edit(slot, (written[slot.address] ?? 0) & ~0x2 | 0x5)
                 let address = targets(slot)[0]
-                cr4Extra = cr4Extra & ~0x40_0000 | 0x20_0000
+                let smapAfterWrite = random.next(below: 2) == 0
+                cr4Extra = cr4Extra & ~0x60_0000 | (smapAfterWrite ? 0 : 0x20_0000)
                 lines.append(cr4Line())
                 cr0 &= ~0x10000
                 lines.append("cr0 \(hex(cr0))")
                 lines.append("rflags.ac 1")
                 lines.append(accessLine(address, kinds: ["write"], userOdds: 0))
+                if smapAfterWrite {
+                    cr4Extra |= 0x20_0000
+                    lines.append(cr4Line())
+                    maybeInvalidateAfterSetting()
+                }
                 if random.next(below: 3) == 0 {
                     lines.append(accessLine(address, kinds: ["read", "write"], userOdds: 0, implicitOdds: 1))
                 } else {
