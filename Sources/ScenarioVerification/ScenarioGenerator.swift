@@ -455,7 +455,7 @@ public struct ScenarioGenerator {
         /// that makes the next access's outcome unique.
         func tableEpisode() {
             var choices: [TableEpisode] = [.selfMappedEdit, .selfMappedEdit, .spareTable, .spareTable, .hugeAlias, .hugeAlias, .hugeAlias, .repoint]
-            if entrySize == 4 { choices += [.repoint, .repoint] }
+            if entrySize == 4 { choices += [.repoint, .repoint, .quadrantTwins, .quadrantTwins] }
             if sharedSlot != nil { choices += [.sharedTable, .sharedTable] }
             if vcpus > 1 { choices += [.selfMappedEdit, .selfMappedEdit] }
             switch choices[Int(random.next(below: UInt64(choices.count)))] {
@@ -464,6 +464,7 @@ public struct ScenarioGenerator {
             case .hugeAlias: hugeAlias()
             case .sharedTable: sharedTable()
             case .repoint: repoint()
+            case .quadrantTwins: quadrantTwins()
             }
         }
 
@@ -604,6 +605,30 @@ public struct ScenarioGenerator {
                     lines.append("\(kind) \(hex(base + page + random.next(below: 512) * 8))\(user)")
                 }
             }
+        }
+
+        /// 32-bit: entries i and i+512 of a page table map one frame with every
+        /// right; the upper one is used, then loses a right (a write to a
+        /// table that may be unsync), is invalidated and used again.
+        func quadrantTwins() {
+            let table = random.next(below: 2) == 0 ? Layout.ptA : Layout.ptB
+            let index = random.next(below: UInt64(4))
+            let lower = slots.first { $0.address == table + index * 4 }, upper = slots.first { $0.address == table + (index + 512) * 4 }
+            guard let lower, let upper else { return }
+            let frame = Layout.data + random.next(below: Layout.dataPages) << 12
+            for slot in [lower, upper] {
+                written[slot.address] = frame | 0x67
+                lines.append("store \(hex(slot.address)) \(hex(frame | 0x67))\(width)")
+            }
+            everyVCPU { lines.append("flush") }
+            let user = random.next(below: 2) == 0 ? " user" : ""
+            lines.append("write \(hex(upper.linear[0] + random.next(below: UInt64(512)) * 8))\(user)")
+            if random.next(below: 2) == 0 { lines.append("read \(hex(lower.linear[0] + random.next(below: UInt64(512)) * 8))\(user)") }
+            let value = frame | 0x61 | (random.next(below: 2) == 0 ? 0x4 : 0x2)
+            written[upper.address] = value
+            lines.append("store \(hex(upper.address)) \(hex(value))\(width)")
+            invalidateEverywhere(upper.linear)
+            lines.append("write \(hex(upper.linear[0] + random.next(below: UInt64(512)) * 8))\(user)")
         }
 
         /// A PDE is re-pointed to the other page table (an emulated write to a
@@ -783,6 +808,8 @@ public struct ScenarioGenerator {
     /// What a table episode does (`tableEpisode`).
     enum TableEpisode {
         case selfMappedEdit, spareTable, hugeAlias, sharedTable, repoint
+        /// 32-bit: entries i and i+512 of one table (two shadow pages) map one frame.
+        case quadrantTwins
     }
 
     /// What a setting episode changes.
