@@ -6,7 +6,12 @@ import ScenarioRuntime
 /// makes the next access's outcome unique (INVLPG of every address the entry
 /// maps on every vCPU, or a full flush; a CR3 reload for PAE PDPTEs); about a
 /// quarter are not, and then the checker accepts any outcome a CPU holding an
-/// older translation could give. Data writes never touch page tables.
+/// older translation could give. Random data writes never touch page
+/// tables; *table episodes* do, on purpose: the guest maps its own tables and
+/// edits them through those mappings, writes a spare frame as data and links
+/// it as a table, shares tables and huge pages between entries with other
+/// rights, and re-points PDEs — each change followed by the invalidation that
+/// makes the outcome unique.
 ///
 /// Some steps are *setting episodes*: the guest uses a translation, changes a
 /// paging setting (EFER.NXE, CR0.WP, CR4.PSE/SMEP/SMAP/PKE, EFLAGS.AC) while an
