@@ -63,6 +63,8 @@ public struct NestedScenarioGenerator {
         var leafTable: UInt64 = 0  // the 4 KiB nested table for L2-physical [0, 2 MiB) (4 MiB for 32-bit)
 
         var entrySize: Int { mode == .bits32 ? 4 : 8 }
+        /// PAE: the page directory L1 re-points its nPDPTE to now and then.
+        var alternateDirectory: UInt64 { base + 0x6000 }
         var hasExecuteDisable: Bool { mode != .bits32 }
 
         func leaf(_ frame: UInt64, writable: Bool = true, user: Bool = true, execute: Bool = true) -> UInt64 {
@@ -89,12 +91,19 @@ public struct NestedScenarioGenerator {
             }
             poke(pd, table(pt))
             let large: UInt64 = ept ? 1 << 7 | 6 << 3 | 7 : 0x87
-            for index in UInt64(1)..<32 { poke(pd + index * 8, index << 21 | large) }
+            // PAE: the last 2 MiB only in the second directory (`alternateDirectory`).
+            for index in UInt64(1)..<(mode == .pae ? 31 : 32) { poke(pd + index * 8, index << 21 | large) }
             for page in UInt64(0)..<512 { poke(pt + page * 8, leaf(page << 12)) }
             switch mode {
             case .pae:
                 root = base
                 poke(base, pd | 1)  // a PDPTE: P and the address only
+                // A second page directory: the first's entries (accessed), and
+                // L2-physical [62 MiB, 64 MiB) mapped to L1's [4 MiB, 6 MiB).
+                let alternate = alternateDirectory
+                poke(alternate, table(pt) | 0x20)
+                for index in UInt64(1)..<31 { poke(alternate + index * 8, index << 21 | large | 0x20) }
+                poke(alternate + 31 * 8, 0x40_0000 | large | 0x20)
             default:
                 let pdpt = base + 0x3000, pml4 = base + 0x4000, pml5 = base + 0x5000
                 poke(pdpt, table(pd))
@@ -162,6 +171,10 @@ public struct NestedScenarioGenerator {
             guard isAccess else { continue }
             if random.next(below: 8) == 0 {
                 lines += wideAddressEpisode(&random, l2State, vcpus: vcpus, current: vcpu)
+                continue
+            }
+            if sets[current].mode == .pae, !sets[current].ept, random.next(below: 10) == 0 {
+                lines += repointedPDPTEEpisode(&random, sets[current], l2State, vcpus: vcpus, current: vcpu)
                 continue
             }
             if l2 == .pae, random.next(below: 12) == 0 {
@@ -307,6 +320,40 @@ extension NestedScenarioGenerator {
         lines.append("store \(hex(entry)) \(hex(original))\(width)")
         everyVCPU("nested flush")
         lines.append("cr3 \(hex(cr3))")
+        return lines
+    }
+
+    /// A PAE L1 re-points its nPDPTE to the second page directory while L2
+    /// runs (no flush: both map what L2 used alike), L2 faults in the address
+    /// only that directory maps, L1 points the nPDPTE back and flushes, and
+    /// L2 uses the address again (a nested fault now). L2 reaches the
+    /// address through an entry of its region A (or directly, without paging).
+    func repointedPDPTEEpisode(_ random: inout SplitMix64, _ set: TableSet, _ l2State: L2State, vcpus: Int, current: Int) -> [String] {
+        var lines: [String] = []
+        func everyVCPU(_ line: String) { lines += Self.onEveryVCPU(line, vcpus: vcpus, current: current) }
+        let layout = ScenarioGenerator.Layout.self
+        let gpa: UInt64 = 0x3e0_0000 + random.next(below: UInt64(16)) << 12
+        let index = random.next(below: UInt64(4))
+        let entrySize: UInt64 = l2 == .bits32 || l2 == .bits32PSE ? 4 : 8
+        let width = entrySize == 4 ? " width=4" : ""
+        let pte = layout.ptA + index * entrySize
+        let linear: UInt64 = l2 == .nonpaging ? gpa : (entrySize == 4 ? 1 << 22 : 1 << 21) + index << 12
+        let original = l2State.entries[pte] ?? 0
+        if l2 != .nonpaging {
+            lines.append("store \(hex(pte)) \(hex(gpa | 0x27))\(width)")
+            everyVCPU("invlpg \(hex(linear))")
+        }
+        let accesses = ["read", "read", "write", "fetch"]
+        func access() -> String { "\(accesses[random.next(below: accesses.count)]) \(hex(linear))\(random.next(below: 2) == 0 ? " user" : "")" }
+        lines.append("store \(hex(set.root)) \(hex(set.alternateDirectory | 1))")
+        lines.append(access())
+        lines.append("store \(hex(set.root)) \(hex(set.base + 0x1000 | 1))")
+        everyVCPU("nested flush")
+        lines.append(access())
+        if l2 != .nonpaging {
+            lines.append("store \(hex(pte)) \(hex(original))\(width)")
+            everyVCPU("invlpg \(hex(linear))")
+        }
         return lines
     }
 

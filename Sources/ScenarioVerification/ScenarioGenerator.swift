@@ -6,7 +6,12 @@ import ScenarioRuntime
 /// makes the next access's outcome unique (INVLPG of every address the entry
 /// maps on every vCPU, or a full flush; a CR3 reload for PAE PDPTEs); about a
 /// quarter are not, and then the checker accepts any outcome a CPU holding an
-/// older translation could give. Data writes never touch page tables.
+/// older translation could give. Random data writes never touch page
+/// tables; *table episodes* do, on purpose: the guest maps its own tables and
+/// edits them through those mappings, writes a spare frame as data and links
+/// it as a table, shares tables and huge pages between entries with other
+/// rights, and re-points PDEs — each change followed by the invalidation that
+/// makes the outcome unique.
 ///
 /// Some steps are *setting episodes*: the guest uses a translation, changes a
 /// paging setting (EFER.NXE, CR0.WP, CR4.PSE/SMEP/SMAP/PKE, EFLAGS.AC) while an
@@ -43,7 +48,8 @@ public struct ScenarioGenerator {
         self.mmuLine = mmuLine
     }
 
-    /// Guest-physical layout. Tables live in [0x10000, 0x40000); data pages in
+    /// Guest-physical layout. Tables live in [0x10000, 0x40000) (PD indices 4, 6
+    /// and 7: a second huge PDE, the spare table's link, `ptSelf`); data pages in
     /// [0x100000, 0x120000); the huge page's frames at 0x400000; MMIO at 0x2000000.
     enum Layout {
         static let memory: UInt64 = 0x100_0000
@@ -56,7 +62,14 @@ public struct ScenarioGenerator {
         static let ptA: UInt64 = 0x16000
         static let ptB: UInt64 = 0x17000
         static let pml4For5Level2: UInt64 = 0x19000
+        /// A page table that maps the guest's own tables (supervisor pages):
+        /// PT_A and PT_B writable, the page directory read-only, the spare frame writable.
+        static let ptSelf: UInt64 = 0x18000
+        /// A frame written as data through `ptSelf` and linked now and then as a page table.
+        static let spare: UInt64 = 0x1a000
         static let data: UInt64 = 0x100000
+        /// Long mode: the linear base of PDPTE[3], which shares PDPTE[0]'s page directory.
+        static let sharedPDPT: UInt64 = 0xc000_0000
         static let dataPages: UInt64 = 32
         static let huge: UInt64 = 0x400000
         static let mmio: UInt64 = 0x200_0000
@@ -97,6 +110,11 @@ public struct ScenarioGenerator {
         var cr3Values: [UInt64] = []
         var pdptBases: [UInt64] = []
         var hugeSlot: EntrySlot?
+        var hugeAliasSlot: EntrySlot?
+        var sharedSlot: EntrySlot?
+        var selfBase: UInt64 = 0      // linear address of ptSelf's entry 0
+        var spareLinear: UInt64 = 0   // linear address of the spare table's entry 0, once linked
+        var spareLinked = false
 
         // Leaf tables: PT_A maps linear region A (and is aliased by a second
         // PDE), PT_B region B; 16 entries each.
@@ -110,6 +128,8 @@ public struct ScenarioGenerator {
             if random.next(below: 3) == 0 { value |= 0x40 }
             if random.next(below: 10) == 0 { value &= ~1 }
             if mode != .bits32, mode != .bits32PSE, random.next(below: 6) == 0 { value |= 1 << 63 }
+            // Now and then an address bit above MAXPHYADDR: reserved.
+            if entrySize == 8, maxPhysicalAddressBits < 52, random.next(below: 16) == 0 { value |= 1 << UInt64(maxPhysicalAddressBits) }
             if mode.isLongMode, random.next(below: 4) == 0 { value |= random.next(below: 16) << 59 }
             return entrySize == 4 ? value & 0xffff_ffff : value
         }
@@ -124,22 +144,35 @@ public struct ScenarioGenerator {
             let regionB: UInt64 = 2 << ptShift         // PD index 2
             let regionHuge: UInt64 = 3 << ptShift      // PD index 3
             let regionAlias: UInt64 = entrySize == 4 ? 5 << 22 : 0x4000_0000  // PD index 5 / PD1[0]
-            for index in 0..<16 {
+            // 32-bit tables have 1,024 entries, which two level-1 shadow pages
+            // (quadrants) cover: use both halves of each 4 MiB region.
+            let leafIndices = entrySize == 4 ? Array(0..<12) + Array(512..<516) : Array(0..<16)
+            for index in leafIndices {
                 let a = Layout.ptA + UInt64(index * entrySize), b = Layout.ptB + UInt64(index * entrySize)
                 poke(a, leafValue(&random))
                 poke(b, leafValue(&random))
                 let pageA = regionA + UInt64(index) << 12, pageB = regionB + UInt64(index) << 12
                 let alias = regionAlias + UInt64(index) << 12
-                slots.append(EntrySlot(address: a, level: 1, leaf: true, linear: [pageA, alias]))
-                slots.append(EntrySlot(address: b, level: 1, leaf: true, linear: [pageB]))
+                // Long mode: PDPTE[3] points to the same page directory as PDPTE[0].
+                let shared: [UInt64] = mode.isLongMode ? [Layout.sharedPDPT] : []
+                slots.append(EntrySlot(address: a, level: 1, leaf: true, linear: [pageA, alias] + shared.map { $0 + pageA }))
+                slots.append(EntrySlot(address: b, level: 1, leaf: true, linear: [pageB] + shared.map { $0 + pageB }))
                 linearPages += [pageA, pageB, alias]
             }
+            selfBase = 7 << ptShift
+            spareLinear = 6 << ptShift
+            poke(Layout.pd0 + UInt64(7 * entrySize), Layout.ptSelf | tableFlags | 0x20)
+            for (index, frame) in [Layout.ptA, Layout.ptB, Layout.pd0, Layout.spare].enumerated() {
+                poke(Layout.ptSelf + UInt64(index * entrySize), frame | (frame == Layout.pd0 ? 0x21 : 0x63))
+            }
+            for index in 0..<4 { poke(Layout.spare + UInt64(index * entrySize), leafValue(&random)) }
             // The page directory(ies).
             let pdeA = Layout.pd0 + UInt64(entrySize), pdeB = Layout.pd0 + UInt64(2 * entrySize)
             poke(pdeA, Layout.ptA | tableFlags | 0x20)
             poke(pdeB, Layout.ptB | tableFlags)
-            var upper = [EntrySlot(address: pdeA, level: 2, leaf: false, linear: (0..<16).map { regionA + UInt64($0) << 12 }),
-                         EntrySlot(address: pdeB, level: 2, leaf: false, linear: (0..<16).map { regionB + UInt64($0) << 12 })]
+            let sharedLinear: [UInt64] = mode.isLongMode ? [0, Layout.sharedPDPT] : [0]
+            var upper = [EntrySlot(address: pdeA, level: 2, leaf: false, linear: sharedLinear.flatMap { base in leafIndices.map { base + regionA + UInt64($0) << 12 } }),
+                         EntrySlot(address: pdeB, level: 2, leaf: false, linear: sharedLinear.flatMap { base in leafIndices.map { base + regionB + UInt64($0) << 12 } })]
             // The huge page (under 32-bit paging without CR4.PSE, a PDE whose PS
             // bit is ignored: it points to a page table at the huge page's frame).
             let pdeHuge = Layout.pd0 + UInt64(3 * entrySize)
@@ -147,6 +180,12 @@ public struct ScenarioGenerator {
             hugeSlot = EntrySlot(address: pdeHuge, level: 2, leaf: true, linear: (0..<4).map { regionHuge + UInt64($0) << 12 + 0x1000 })
             upper.append(hugeSlot!)
             for offset in 0..<4 { linearPages.append(regionHuge + UInt64(offset) << 12 + 0x1000) }
+            // A second PDE for the same huge page (PD index 4).
+            let regionHugeAlias: UInt64 = 4 << ptShift
+            poke(Layout.pd0 + UInt64(4 * entrySize), Layout.huge | 0x80 | tableFlags | 0x20)
+            hugeAliasSlot = EntrySlot(address: Layout.pd0 + UInt64(4 * entrySize), level: 2, leaf: true, linear: (0..<4).map { regionHugeAlias + UInt64($0) << 12 + 0x1000 })
+            upper.append(hugeAliasSlot!)
+            for offset in 0..<4 { linearPages.append(regionHugeAlias + UInt64(offset) << 12 + 0x1000) }
             if entrySize == 4 {
                 // The huge page's first frame also makes sense as that page table
                 // (entries 1-4 map the huge page's linear pages), so that a
@@ -156,7 +195,7 @@ public struct ScenarioGenerator {
             if entrySize == 4 {
                 let pdeAlias = Layout.pd0 + 5 * 4
                 poke(pdeAlias, Layout.ptA | tableFlags)
-                upper.append(EntrySlot(address: pdeAlias, level: 2, leaf: false, linear: (0..<16).map { regionAlias + UInt64($0) << 12 }))
+                upper.append(EntrySlot(address: pdeAlias, level: 2, leaf: false, linear: leafIndices.map { regionAlias + UInt64($0) << 12 }))
                 // A second page directory for a CR3 switch, sharing PT_B.
                 poke(Layout.pd1 + 2 * 4, Layout.ptB | tableFlags)
                 cr3Values = [Layout.pd0, Layout.pd1]
@@ -177,6 +216,10 @@ public struct ScenarioGenerator {
                     upper.append(EntrySlot(address: Layout.pdpt + 8, level: 3, leaf: false, linear: (0..<16).map { regionAlias + UInt64($0) << 12 }))
                     // A 1 GiB page at linear 2 GiB mapping physical 0; accesses use the data region only.
                     poke(Layout.pdpt + 16, 0x80 | tableFlags)
+                    // PDPTE[3]: the page directory of PDPTE[0] again, read-only for users at first.
+                    poke(Layout.pdpt + 24, Layout.pd0 | 0x25)
+                    sharedSlot = EntrySlot(address: Layout.pdpt + 24, level: 3, leaf: false, linear: upper[0].linear.filter { $0 >= Layout.sharedPDPT } + upper[1].linear.filter { $0 >= Layout.sharedPDPT })
+                    upper.append(sharedSlot!)
                     for page in 0..<4 { linearPages.append(0x8000_0000 + Layout.data + UInt64(page) << 12) }
                     if mode == .level4 {
                         poke(Layout.top, Layout.pdpt | tableFlags)
@@ -240,6 +283,8 @@ public struct ScenarioGenerator {
             switch roll {
             case 46..<50 where mode != .nonpaging:
                 settingEpisode()
+            case 42..<46 where mode != .nonpaging:
+                tableEpisode()
             case 0..<50:
                 // An access under test.
                 var address: UInt64
@@ -269,6 +314,16 @@ public struct ScenarioGenerator {
                 var value: UInt64
                 if slot.leaf && slot.level == 1 {
                     value = leafValue(&random)
+                    // 32-bit: now and then the frame of the entry 512 away (the other
+                    // quadrant's twin) with other rights; else, a quarter of the
+                    // time, the same frame with other flags (rights, reserved bits).
+                    let twin = slot.address ^ 0x800
+                    let frameMask: UInt64 = entrySize == 4 ? 0xffff_f000 : 0x000f_ffff_ffff_f000 & ~(1 << UInt64(maxPhysicalAddressBits))
+                    if entrySize == 4, random.next(below: slot.address & 0x800 != 0 ? 2 : 4) == 0, let other = written[twin] {
+                        value = other & frameMask | value & ~frameMask | 1
+                    } else if random.next(below: 4) == 0, let old = written[slot.address] {
+                        value = old & frameMask | value & ~frameMask
+                    }
                 } else {
                     // Rewrite a table (or huge-page) entry with one flag flipped: P,
                     // RW, US, A or XD. A guest rewrite also clears the A/D flags
@@ -385,6 +440,229 @@ public struct ScenarioGenerator {
             return random.next(below: 2) == 0 || second == first ? [first] : [first, second]
         }
 
+        /// Invalidates every linear page of `linear` on every vCPU (INVLPG each, or a flush).
+        func invalidateEverywhere(_ linear: [UInt64], allowFlush: Bool = true) {
+            if allowFlush, random.next(below: 3) == 0 {
+                everyVCPU { lines.append("flush") }
+            } else {
+                everyVCPU { for page in linear { lines.append("invlpg \(hex(page))") } }
+            }
+        }
+
+        /// A supervisor access of one table entry at `address`.
+        func entryAccess(_ kind: String, _ address: UInt64, value: UInt64? = nil) -> String {
+            "\(kind) \(hex(address)) width=\(entrySize)" + (value.map { " value=\(hex($0))" } ?? "")
+        }
+
+        /// A table episode: the guest treats frames as page tables and as data,
+        /// shares tables and huge pages between entries with different rights,
+        /// and re-points entries; every change is followed by the invalidation
+        /// that makes the next access's outcome unique.
+        func tableEpisode() {
+            var choices: [TableEpisode] = [.selfMappedEdit, .selfMappedEdit, .spareTable, .spareTable, .hugeAlias, .hugeAlias, .hugeAlias, .repoint]
+            if entrySize == 4 { choices += [.repoint, .repoint, .quadrantTwins, .quadrantTwins] }
+            if sharedSlot != nil { choices += [.sharedTable, .sharedTable] }
+            if vcpus > 1 { choices += [.selfMappedEdit, .selfMappedEdit] }
+            switch choices[Int(random.next(below: UInt64(choices.count)))] {
+            case .selfMappedEdit: selfMappedEdit()
+            case .spareTable: spareTable()
+            case .hugeAlias: hugeAlias()
+            case .sharedTable: sharedTable()
+            case .repoint: repoint()
+            case .quadrantTwins: quadrantTwins()
+            }
+        }
+
+        /// The guest writes an entry of PT_A or PT_B through its own mapping of
+        /// that table (reading the table or its page directory through the
+        /// mappings first, now and then). With two vCPUs, the other vCPU
+        /// flushes in between (a sync) and the first writes the entry again.
+        func selfMappedEdit() {
+            let leaves = slots.filter { $0.level == 1 }
+            guard !leaves.isEmpty else { return }
+            let slot = leaves[Int(random.next(below: UInt64(leaves.count)))]
+            let table = slot.address & ~0xfff
+            let mapping = selfBase + (table == Layout.ptA ? 0 : 0x1000) + slot.address & 0xfff
+            if random.next(below: 3) == 0 { lines.append(entryAccess("read", mapping)) }
+            if random.next(below: 4) == 0 {
+                lines.append(entryAccess("read", selfBase + 0x2000 + random.next(below: 8) * UInt64(entrySize)))
+            }
+            func writeEntry() {
+                let value = leafValue(&random)
+                written[slot.address] = value
+                lines.append(entryAccess("write", mapping, value: value))
+                invalidateEverywhere(slot.linear, allowFlush: false)
+            }
+            writeEntry()
+            if vcpus > 1, random.next(below: 4) != 0 {
+                let first = vcpu
+                vcpu = 1 - first
+                lines.append("vcpu \(vcpu)")
+                if random.next(below: 2) == 0 {
+                    lines.append(accessLine(slot.linear[0], kinds: ["read", "write"], userOdds: 2))
+                }
+                lines.append("flush")
+                vcpu = first
+                lines.append("vcpu \(vcpu)")
+                writeEntry()
+                for other in [1 - first, first] {
+                    lines.append("vcpu \(other)")
+                    lines.append(accessLine(slot.linear[Int(random.next(below: UInt64(slot.linear.count)))], kinds: ["read", "write", "fetch"], userOdds: 2))
+                }
+            } else {
+                lines.append(accessLine(slot.linear[Int(random.next(below: UInt64(slot.linear.count)))], kinds: ["read", "write", "fetch"], userOdds: 2))
+            }
+        }
+
+        /// The spare frame: written as data through its ordinary mapping, linked
+        /// as a page table (PD index 6, not present before: no invalidation
+        /// needed), used, written again through the old mapping, and unlinked.
+        func spareTable() {
+            let mapping = selfBase + 0x3000
+            let index = random.next(below: UInt64(4))
+            let entry = mapping + index * UInt64(entrySize)
+            let linear = spareLinear + index << 12
+            let pde = Layout.pd0 + UInt64(6 * entrySize)
+            if !spareLinked {
+                for _ in 0..<(1 + random.next(below: 2)) {
+                    lines.append(entryAccess("write", mapping + random.next(below: 4) * UInt64(entrySize), value: leafValue(&random)))
+                }
+                lines.append(entryAccess("write", entry, value: leafValue(&random)))
+                let link = Layout.spare | tableFlags | 0x20
+                written[pde] = link
+                lines.append("store \(hex(pde)) \(hex(link))\(width)")
+                spareLinked = true
+                lines.append(accessLine(linear, kinds: ["read", "read", "write", "fetch"], userOdds: 2))
+            }
+            lines.append(entryAccess("write", entry, value: leafValue(&random)))
+            everyVCPU { lines.append("invlpg \(hex(linear))") }
+            lines.append(accessLine(linear, kinds: ["read", "write", "fetch"], userOdds: 2))
+            if random.next(below: 2) == 0 {
+                lines.append("store \(hex(pde)) 0x0\(width)")
+                written[pde] = 0
+                spareLinked = false
+                everyVCPU { lines.append("flush") }
+            }
+        }
+
+        /// The two PDEs of the huge page get rights of their own (writable or
+        /// not, user or not, dirty or not); under CR0.WP either way, the guest
+        /// reads through one, writes through the other, writes through the
+        /// first, and reads both entries.
+        func hugeAlias() {
+            guard let huge = hugeSlot, let alias = hugeAliasSlot else { return }
+            // Half the time both get the same rights (D aside).
+            let sameRights = random.next(below: 2) == 0
+            var rights = random.next(below: UInt64(4)) << 1
+            for slot in [huge, alias] {
+                if !sameRights { rights = random.next(below: UInt64(4)) << 1 }
+                let value = Layout.huge | 0xa1 | rights | random.next(below: 2) << 6
+                written[slot.address] = value
+                lines.append("store \(hex(slot.address)) \(hex(value))\(width)")
+            }
+            everyVCPU { lines.append("flush") }
+            if random.next(below: 2) == 0 {
+                cr0 ^= 0x10000
+                lines.append("cr0 \(hex(cr0))")
+            }
+            let (first, second) = random.next(below: 2) == 0 ? (huge, alias) : (alias, huge)
+            let page = Int(random.next(below: 4))
+            let user = random.next(below: 2) == 0 ? " user" : ""
+            let offset = random.next(below: UInt64(512)) * 8
+            lines.append("read \(hex(first.linear[page] + offset))\(user)")
+            lines.append("write \(hex(second.linear[page] + offset))\(user)")
+            lines.append("write \(hex(first.linear[page] + offset))\(user)")
+            lines.append("peek \(hex(first.address))\(width)")
+            lines.append("peek \(hex(second.address))\(width)")
+        }
+
+        /// Long mode: PDPTE[0] and PDPTE[3] point to one page directory with
+        /// different rights, and its PDEs for regions A and B differ in R/W; the
+        /// guest uses a translation through each combination, mostly the more
+        /// permissive PDPTE first.
+        func sharedTable() {
+            guard let shared = sharedSlot else { return }
+            let taken: UInt64 = [0x2, 0x4, 0x6][random.next(below: 3)]
+            let sharedValue = Layout.pd0 | 0x27 & ~taken
+            written[shared.address] = sharedValue
+            lines.append("store \(hex(shared.address)) \(hex(sharedValue))\(width)")
+            let pdes = [(Layout.pd0 + 8, Layout.ptA, UInt64(1) << 21), (Layout.pd0 + 16, Layout.ptB, UInt64(2) << 21)]
+            let writableA = random.next(below: 2) == 0
+            var pages: [UInt64] = []
+            for (index, (pde, table, region)) in pdes.enumerated() {
+                let value = table | 0x25 | ((index == 0) == writableA ? 0x2 : 0)
+                written[pde] = value
+                lines.append("store \(hex(pde)) \(hex(value))\(width)")
+                let entry = UInt64(random.next(below: 16))
+                let leaf = Layout.data + random.next(below: Layout.dataPages) << 12 | 0x67
+                written[table + entry * 8] = leaf
+                lines.append("store \(hex(table + entry * 8)) \(hex(leaf))\(width)")
+                pages.append(region + entry << 12)
+            }
+            everyVCPU { lines.append("flush") }
+            let bases: [UInt64] = random.next(below: 4) != 0 ? [0, Layout.sharedPDPT] : [Layout.sharedPDPT, 0]
+            let user = taken & 0x4 != 0 || random.next(below: 2) == 0 ? " user" : ""
+            for base in bases {
+                for (index, page) in (random.next(below: 2) == 0 ? Array(pages.enumerated()) : pages.enumerated().reversed()) {
+                    // Mostly what the PDE allows: reads through the read-only one, writes through the other.
+                    let writable = (index == 0) == writableA
+                    let kind = writable != (random.next(below: 4) == 0) ? "write" : "read"
+                    lines.append("\(kind) \(hex(base + page + random.next(below: 512) * 8))\(user)")
+                }
+            }
+        }
+
+        /// 32-bit: entries i and i+512 of a page table map one frame with every
+        /// right; the upper one is used, then loses a right (a write to a
+        /// table that may be unsync), is invalidated and used again.
+        func quadrantTwins() {
+            let table = random.next(below: 2) == 0 ? Layout.ptA : Layout.ptB
+            let index = random.next(below: UInt64(4))
+            let lower = slots.first { $0.address == table + index * 4 }, upper = slots.first { $0.address == table + (index + 512) * 4 }
+            guard let lower, let upper else { return }
+            let frame = Layout.data + random.next(below: Layout.dataPages) << 12
+            for slot in [lower, upper] {
+                written[slot.address] = frame | 0x67
+                lines.append("store \(hex(slot.address)) \(hex(frame | 0x67))\(width)")
+            }
+            everyVCPU { lines.append("flush") }
+            let user = random.next(below: 2) == 0 ? " user" : ""
+            lines.append("write \(hex(upper.linear[0] + random.next(below: UInt64(512)) * 8))\(user)")
+            if random.next(below: 2) == 0 { lines.append("read \(hex(lower.linear[0] + random.next(below: UInt64(512)) * 8))\(user)") }
+            let value = frame | 0x61 | (random.next(below: 2) == 0 ? 0x4 : 0x2)
+            written[upper.address] = value
+            lines.append("store \(hex(upper.address)) \(hex(value))\(width)")
+            invalidateEverywhere(upper.linear)
+            lines.append("write \(hex(upper.linear[0] + random.next(below: UInt64(512)) * 8))\(user)")
+        }
+
+        /// A PDE is re-pointed to the other page table (an emulated write to a
+        /// shadowed directory), its pages are invalidated and used (32-bit:
+        /// mostly the upper 2 MiB of the 4 MiB region), and it is put back.
+        func repoint() {
+            let tables = slots.filter { $0.level == 2 && !$0.leaf }
+            guard !tables.isEmpty else { return }
+            let slot = tables[Int(random.next(below: UInt64(tables.count)))]
+            let original = written[slot.address] ?? 0
+            let frame = original & 0xffff_f000
+            guard frame == Layout.ptA || frame == Layout.ptB else { return }
+            let upperHalf = slot.linear.filter { $0 >> 12 & 0x3ff >= 512 }
+            func use() {
+                let pool = entrySize == 4 && !upperHalf.isEmpty && random.next(below: 4) != 0 ? upperHalf : slot.linear
+                lines.append(accessLine(pool[Int(random.next(below: UInt64(pool.count)))], kinds: ["read", "read", "write", "fetch"], userOdds: 2))
+            }
+            use()
+            let other = frame == Layout.ptA ? Layout.ptB : Layout.ptA
+            let value = original & ~0xffff_f000 | other | 1
+            written[slot.address] = value
+            lines.append("store \(hex(slot.address)) \(hex(value))\(width)")
+            invalidateEverywhere(slot.linear)
+            for _ in 0..<(1 + random.next(below: 2)) { use() }
+            written[slot.address] = original
+            lines.append("store \(hex(slot.address)) \(hex(original))\(width)")
+            invalidateEverywhere(slot.linear)
+        }
+
         /// A setting episode: use a translation through an entry that carries
         /// the bit a setting makes reserved or meaningful, change the setting
         /// (and maybe flush), make one other access, and repeat the first ones.
@@ -393,6 +671,7 @@ public struct ScenarioGenerator {
             if mode == .pae || mode.isLongMode { choices += [.nxe, .nxe, .nxe] }
             if mode.isLongMode { choices.append(.pke) }
             if entrySize == 4 { choices += [.pse, .pse, .pse, .pse36, .pse36] }
+            choices += [.wpSMEP, .wpSMAP]
             let setting = choices[Int(random.next(below: UInt64(choices.count)))]
             let editable = slots.filter { !(mode == .pae && $0.level == 3) }
             guard !editable.isEmpty else { return }
@@ -400,17 +679,43 @@ public struct ScenarioGenerator {
             func cr4Line() -> String { "cr4 \(hex(cr4Base | cr4Extra))" }
 
             switch setting {
+            case .wpSMEP:
+                // A read-only user page; SMEP and SMAP off, WP off: a supervisor
+                // write (allowed), then SMEP on and a supervisor fetch (a fault).
+                let slot = pick(editable.filter { $0.level == 1 })
+                var value = (written[slot.address] ?? 0) & ~0x2 | 0x5
+                if entrySize == 8 { value &= ~(0x1f << 59) }
+                edit(slot, value)
+                let address = targets(slot)[0]
+                cr4Extra &= ~0x30_0000
+                lines.append(cr4Line())
+                cr0 &= ~0x10000
+                lines.append("cr0 \(hex(cr0))")
+                lines.append(accessLine(address, kinds: ["write"], userOdds: 0))
+                cr4Extra |= 0x10_0000
+                lines.append(cr4Line())
+                maybeInvalidateAfterSetting()
+                lines.append(accessLine(address, kinds: ["fetch", "fetch", "read"], userOdds: 0))
+                if random.next(below: 2) == 0 { lines.append(accessLine(address, kinds: ["read", "fetch"], userOdds: 1)) }
             case .wpSMAP:
                 // A read-only user page; SMAP on, WP off, AC=1 (protection keys off).
+                // Half the time the write comes while SMAP is still off, and SMAP is
+                // turned on after it: the page was built without SMAP.
                 let slot = pick(editable.filter { $0.level == 1 })
                 edit(slot, (written[slot.address] ?? 0) & ~0x2 | 0x5)
                 let address = targets(slot)[0]
-                cr4Extra = cr4Extra & ~0x40_0000 | 0x20_0000
+                let smapAfterWrite = random.next(below: 2) == 0
+                cr4Extra = cr4Extra & ~0x60_0000 | (smapAfterWrite ? 0 : 0x20_0000)
                 lines.append(cr4Line())
                 cr0 &= ~0x10000
                 lines.append("cr0 \(hex(cr0))")
                 lines.append("rflags.ac 1")
                 lines.append(accessLine(address, kinds: ["write"], userOdds: 0))
+                if smapAfterWrite {
+                    cr4Extra |= 0x20_0000
+                    lines.append(cr4Line())
+                    maybeInvalidateAfterSetting()
+                }
                 if random.next(below: 3) == 0 {
                     lines.append(accessLine(address, kinds: ["read", "write"], userOdds: 0, implicitOdds: 1))
                 } else {
@@ -505,6 +810,13 @@ public struct ScenarioGenerator {
 
     func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
 
+    /// What a table episode does (`tableEpisode`).
+    enum TableEpisode {
+        case selfMappedEdit, spareTable, hugeAlias, sharedTable, repoint
+        /// 32-bit: entries i and i+512 of one table (two shadow pages) map one frame.
+        case quadrantTwins
+    }
+
     /// What a setting episode changes.
     enum Setting: CaseIterable {
         case nxe, wp, smep, smap, pke, pse
@@ -513,5 +825,8 @@ public struct ScenarioGenerator {
         /// A CPL-0 write with CR0.WP=0, CR4.SMAP=1 and EFLAGS.AC=1 to a
         /// read-only user page, then a supervisor access that SMAP guards.
         case wpSMAP
+        /// A CPL-0 write with CR0.WP=0 and CR4.SMEP=0 to a read-only user page,
+        /// then SMEP on and a supervisor fetch from it.
+        case wpSMEP
     }
 }

@@ -211,6 +211,28 @@ extension PageRole {
 }
 
 extension PageRole {
+    /// The role bits a child takes from its parent unchanged (`kvm_mmu_child_role`
+    /// changes only the level, direct, access, quadrant and passthrough).
+    static let settingsMask: UInt32 = {
+        var role = PageRole(rawValue: 0)
+        role.hasFourByteGPTE = true
+        role.eferNX = true
+        role.cr0WP = true
+        role.smepAndNotWP = true
+        role.smapAndNotWP = true
+        role.adDisabled = true
+        role.guestMode = true
+        role.pkeAndNotWP = true
+        role.cr4PSE = true
+        return role.rawValue
+    }()
+
+    /// Whether this role has the paging settings (CR0.WP, SMEP/SMAP/PKE and not
+    /// WP, EFER.NX, 4-byte entries, A/D, guest mode, CR4.PSE) of `root`'s.
+    func inheritsSettings(of root: PageRole) -> Bool {
+        rawValue & Self.settingsMask == root.rawValue & Self.settingsMask
+    }
+
     /// The root role of two-dimensional paging (`kvm_calc_tdp_mmu_root_page_role`):
     /// a direct map whatever the guest does; CR0.WP and EFER.NX forced on,
     /// since the guest's own settings do not shape TDP pages.

@@ -75,16 +75,23 @@ extension ShadowMMU {
         }
 
         // No loaded root reaches a freed frame; no freed frame was ever read.
+        // Every page a root reaches was built for the root's paging settings:
+        // it carries the root's role bits (the first page below special root
+        // tables stands for the root).
         if host.poisonedReads > 0 { fail("\(host.poisonedReads) reads of freed host frames") }
         for context in allContexts {
             for root in [context.root].compactMap({ $0 }) + context.cachedRoots {
-                var stack = [root]
-                while let page = stack.popLast() {
+                var stack: [(page: ShadowPage, rootRole: PageRole?)] = [(root, nil)]
+                while let (page, above) = stack.popLast() {
                     if host.freedFrames.contains(page.frame) { fail("vCPU \(context.vcpu)'s root reaches freed frame \(page.frame.hex)") }
+                    let rootRole = page.isSpecialRoot ? nil : above ?? page.role
+                    if let rootRole, !page.role.inheritsSettings(of: rootRole) {
+                        fail("page \(page.gfn.hex) (\(page.role)) under vCPU \(context.vcpu)'s root (\(rootRole)) was built for other paging settings")
+                    }
                     guard page.role.level > 1 else { continue }
                     for index in 0..<512 {
                         let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
-                        if spte.isShadowPresent, let child = child(of: spte) { stack.append(child) }
+                        if spte.isShadowPresent, let child = child(of: spte) { stack.append((child, rootRole)) }
                     }
                 }
             }
@@ -123,6 +130,22 @@ extension ShadowMMU {
                 if !page.role.cr0WP { allowed.insert(.write) }  // CR0.WP=0 emulation: W without U
                 if !spte.access(spteFormat).isSubset(of: allowed) {
                     fail("spte \(sptep.hex) grants \(spte.access(spteFormat)), more than its page's \(page.role.access)")
+                }
+            }
+        }
+        // A synced page table is write-protected: every change the guest makes
+        // to it traps, so each present spte maps the frame its guest entry
+        // names now (unsync pages may lag until the guest invalidates).
+        for page in pageByFrame.values where page.role.level == 1 && !page.role.direct && !page.unsync && !isObsolete(page) {
+            let fourByte = page.role.hasFourByteGPTE
+            for index in 0..<512 {
+                let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+                guard spte.isShadowPresent else { continue }
+                let address = page.gfn << 12 + UInt64(fourByte ? page.role.quadrant * 2048 + index * 4 : index * 8)
+                let gpte = memory.load(address, width: fourByte ? 4 : 8)
+                let named = (fourByte ? gpte & 0xffff_f000 : gpte & 0x000f_ffff_ffff_f000) >> 12
+                if named != page.leafGFNs[index] {
+                    fail("synced page \(page.gfn.hex) (\(page.role)) maps gfn \(page.leafGFNs[index].hex) at entry \(index), whose guest entry \(address.hex) now names \(named.hex)")
                 }
             }
         }

@@ -46,14 +46,14 @@ struct ClassificationCommandTests {
     @Test func fuzzCountsDeviationsAndSavesNoFailure() throws {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: folder) }
-        let result = try shadowmmu(["fuzz", "--mode", "pae", "--count", "2", "--length", "30", "--save-failures", folder])
+        let result = try shadowmmu(["fuzz", "--mode", "pae", "--count", "2", "--length", "30", "--seed", "8", "--save-failures", folder])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-        #expect(result.stdoutLines == ["pae: 1/2 guests match the reference, 1 deviation (cr0-wp-emulation-smap×1), 0 FAIL"])
+        #expect(result.stdoutLines == ["pae: 1/2 guests match the reference, 1 deviation (efer-nx-forced×1), 0 FAIL"])
         #expect(!FileManager.default.fileExists(atPath: folder))
-        let strict = try shadowmmu(["fuzz", "--mode", "pae", "--count", "2", "--length", "30", "--save-failures", folder, "--strict"])
+        let strict = try shadowmmu(["fuzz", "--mode", "pae", "--count", "2", "--length", "30", "--seed", "8", "--save-failures", folder, "--strict"])
         #expect(strict.status == 1)
-        #expect(strict.stdout.contains("deviation cr0-wp-emulation-smap fuzz-pae-1.scenario under mmu shadow host=64bit"))
-        #expect(FileManager.default.fileExists(atPath: folder + "/fuzz-pae-1-min.scenario"))
+        #expect(strict.stdout.contains("deviation efer-nx-forced fuzz-pae-9.scenario under mmu shadow host=64bit"))
+        #expect(FileManager.default.fileExists(atPath: folder + "/fuzz-pae-9-min.scenario"))
     }
 }
 
@@ -61,9 +61,9 @@ extension ClassificationCommandTests {
     @Test func matrixRowsShowDeviationsAndStrictFailsThem() throws {
         let result = try shadowmmu(["matrix", "--length", "20"])
         #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
-        #expect(result.stdoutLines.contains { $0.hasSuffix("  deviation cr0-wp-emulation-smap") })
+        #expect(result.stdoutLines.contains { $0.hasSuffix("  deviation pse36-limited-to-36-bits") })
         #expect(result.stdoutLines.contains { $0.hasPrefix("Root designs side by side") })
-        #expect(result.stdoutLines.last == "66/70 configurations × guest modes match the architecture, 4 deviation (cr0-wp-emulation-smap×4), 0 FAIL")
+        #expect(result.stdoutLines.last == "63/70 configurations × guest modes match the architecture, 7 deviation (pse36-limited-to-36-bits×4, npt-pdptes-read-at-root-load×3), 0 FAIL")
         let strict = try shadowmmu(["matrix", "--length", "20", "--strict"])
         #expect(strict.status == 1)
     }

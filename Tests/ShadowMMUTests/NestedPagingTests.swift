@@ -183,8 +183,11 @@ struct NestedPagingTests {
             let text = GuestFamily.nested(kind).generate(seed: seed, length: 80)
             let reports = try DifferentialChecker.check(try ScenarioParser.parse(text, fileName: "nested-\(kind)-\(seed).scenario"))
             #expect(!reports.isEmpty, "\(kind) seed \(seed): no configuration ran it")
+            // A PAE L1 re-points its nPDPTE while L2 runs: under special roots,
+            // which read nPDPTEs at root load, that shows the known deviation.
             for report in reports {
-                #expect(report.passed, "\(kind) seed \(seed) under \(report.configuration): \((report.mismatches + report.auditFailures).prefix(3))")
+                #expect(!report.isFailure(), "\(kind) seed \(seed) under \(report.configuration): \(report.verdict) \((report.mismatches + report.auditFailures).prefix(3))")
+                if !report.passed { #expect(report.verdict == .deviation([.nptPDPTEsReadAtRootLoad]), "\(kind) seed \(seed) under \(report.configuration): \(report.verdict)") }
             }
         }
     }
