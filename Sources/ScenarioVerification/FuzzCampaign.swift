@@ -120,10 +120,15 @@ public struct FuzzCampaign: Sendable {
             }
             results.set(position, (name, text, reports))
         }
-        if jobs <= 1 || batch.count == 1 {
+        if batch.count == 1 {
             for position in batch.indices { one(position) }
         } else {
-            DispatchQueue.concurrentPerform(iterations: batch.count) { one($0) }
+            // `jobs` workers, each taking every jobs-th guest of the batch:
+            // at most `jobs` guests are checked at once, whatever the cores.
+            let workers = min(jobs, batch.count)
+            DispatchQueue.concurrentPerform(iterations: workers) { worker in
+                for position in stride(from: worker, to: batch.count, by: workers) { one(position) }
+            }
         }
         return results.values
     }

@@ -114,19 +114,27 @@ struct VerdictTally {
     var total: Int { passes + failures + deviationCount }
 
     mutating func add(_ verdicts: [DifferentialChecker.Verdict], at place: String = "") {
-        var names: [String] = []
-        for case .deviation(let set) in verdicts { names += set.map(\.rawValue) }
-        if verdicts.contains(.fail) {
+        switch Self.worst(verdicts) {
+        case .fail:
             failures += 1
-        } else if names.isEmpty {
+        case .pass:
             passes += 1
-        } else {
+        case .deviation(let set):
             deviationCount += 1
-            for name in Set(names) {
+            for name in set.map(\.rawValue) {
                 deviations[name, default: 0] += 1
                 if firstSeen[name] == nil { firstSeen[name] = place }
             }
         }
+    }
+
+    /// An item's verdict: a failure if one of its verdicts is, else the
+    /// deviations they showed together, else a pass.
+    static func worst(_ verdicts: [DifferentialChecker.Verdict]) -> DifferentialChecker.Verdict {
+        if verdicts.contains(.fail) { return .fail }
+        var deviations: Set<Deviation> = []
+        for case .deviation(let set) in verdicts { deviations.formUnion(set) }
+        return deviations.isEmpty ? .pass : .deviation(deviations)
     }
 
     mutating func merge(_ other: VerdictTally) {
@@ -294,7 +302,7 @@ struct Fuzz: ParsableCommand {
             let failed = guest.failures(strict: strict.strict)
             if json {
                 var fields: [(String, JSONValue)] = [("guest", .string(name)), ("mode", .string(guest.family.description)), ("seed", .number(Int(truncatingIfNeeded: guest.seed)))]
-                fields += VerdictJSON.fields(Self.worst(guest.reports.map(\.verdict)))
+                fields += VerdictJSON.fields(VerdictTally.worst(guest.reports.map(\.verdict)))
                 if !failed.isEmpty {
                     let saved = try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
                     fields += [("saved", .string(saved.whole)), ("minimized", .string(saved.minimized))]
@@ -332,35 +340,22 @@ struct Fuzz: ParsableCommand {
         }
         progress.clear()
         var total = VerdictTally()
+        for tally in tallies { total.merge(tally) }
         if json {
             for (mode, tally) in zip(families, tallies) {
                 stdout.writeLine(JSONValue.object([("mode", .string(mode.description)), ("summary", tally.json)]).encoded)
-                total.merge(tally)
             }
             stdout.writeLine(JSONValue.object([("summary", total.json)]).encoded)
-            stdout.flush()
-            if total.failures > 0 || (strict.strict && total.deviationCount > 0) { throw ExitCode(1) }
-            return
-        }
-        for (mode, tally) in zip(families, tallies) {
-            if !output.quiet || tally.passes < count { stdout.writeLine("\(mode): \(Self.summary(tally))") }
-            total.merge(tally)
-        }
-        stdout.flush()
-        if families.count > 1, !output.quiet || total.passes < total.total {
-            stdout.writeLine("every mode: \(Self.summary(total))")
+        } else {
+            for (mode, tally) in zip(families, tallies) where !output.quiet || tally.passes < count {
+                stdout.writeLine("\(mode): \(Self.summary(tally))")
+            }
+            if families.count > 1, !output.quiet || total.passes < total.total {
+                stdout.writeLine("every mode: \(Self.summary(total))")
+            }
         }
         stdout.flush()
         if total.failures > 0 || (strict.strict && total.deviationCount > 0) { throw ExitCode(1) }
-    }
-
-    /// A guest's verdict: a failure if one configuration fails, else the
-    /// deviations its configurations showed, else a pass.
-    static func worst(_ verdicts: [DifferentialChecker.Verdict]) -> DifferentialChecker.Verdict {
-        if verdicts.contains(.fail) { return .fail }
-        var deviations: Set<Deviation> = []
-        for case .deviation(let set) in verdicts { deviations.formUnion(set) }
-        return deviations.isEmpty ? .pass : .deviation(deviations)
     }
 
     /// "P/N guests match the reference", and when not all do,

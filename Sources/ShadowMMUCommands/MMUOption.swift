@@ -47,16 +47,23 @@ struct MMUOption: ParsableArguments {
 /// The commands that re-run one configuration's run of a scenario file and
 /// explain its first difference: what `check` and `fuzz` print under a FAIL.
 enum Reproduction {
-    static func lines(
+    /// The `run` command, and the `explain` command of `line` when known.
+    static func commands(
         file: String, configuration: MMUConfiguration, line: Int?, regressions: Set<Regression>, fixes: Set<Deviation>
     ) -> [String] {
         var options = ["--mmu", shellQuoted(String(configuration.scenarioText.dropFirst("mmu ".count)))]
         options += regressions.map(\.rawValue).sorted().flatMap { ["--regress", $0] }
         options += Deviation.allCases.filter(fixes.contains).flatMap { ["--fix", $0.rawValue] }
         let common = ([shellQuoted(file)] + options).joined(separator: " ")
-        var lines = ["reproduce: shadowmmu run \(common)"]
-        if let line { lines.append("explain:   shadowmmu explain \(common) --line \(line)") }
-        return lines
+        return ["shadowmmu run \(common)"] + (line.map { ["shadowmmu explain \(common) --line \($0)"] } ?? [])
+    }
+
+    /// The commands as `check` and `fuzz` print them: `reproduce: …`, `explain:   …`.
+    static func lines(
+        file: String, configuration: MMUConfiguration, line: Int?, regressions: Set<Regression>, fixes: Set<Deviation>
+    ) -> [String] {
+        let commands = commands(file: file, configuration: configuration, line: line, regressions: regressions, fixes: fixes)
+        return zip(["reproduce: ", "explain:   "], commands).map { $0 + $1 }
     }
 
     /// `text` as one word for a POSIX shell.

@@ -32,9 +32,9 @@ enum VerdictJSON {
         fields.append(("mismatches", .array(report.mismatches.map { .string($0) })))
         fields.append(("audit_failures", .array(report.auditFailures.map { .string($0) })))
         if let file, report.isFailure(strict: strict) {
-            let commands = Reproduction.lines(
+            let commands = Reproduction.commands(
                 file: file, configuration: report.configuration, line: report.firstMismatchLine, regressions: regressions, fixes: fixes)
-            fields.append(("reproduce", .array(commands.map { .string(String($0.split(separator: ":", maxSplits: 1)[1].drop { $0 == " " })) })))
+            fields.append(("reproduce", .array(commands.map { .string($0) })))
         }
         return fields
     }
