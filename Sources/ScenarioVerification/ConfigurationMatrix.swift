@@ -123,9 +123,10 @@ public enum ConfigurationMatrix {
     /// just been rebuilt (a CR3 load, a nested entry) with its local levels
     /// not yet filled, or not built at all. Re-runs `scenario` under
     /// `configuration` and looks at the accessing vCPU's root after every
-    /// access: the one
-    /// with the deepest chain of local pages (or special tables), the
-    /// latest among equals, is the root's shape.
+    /// access: the one with the deepest chain of local pages (or special
+    /// tables), the latest among equals, is the root's shape. (A second run:
+    /// the checker's own stops at the first difference its oracle cannot
+    /// follow, before the root may be complete.)
     static func completeRoot(of scenario: Scenario, under configuration: MMUConfiguration, fixes: Set<Deviation>) -> ShadowTableDump? {
         var variant = scenario
         variant.mmu = configuration
