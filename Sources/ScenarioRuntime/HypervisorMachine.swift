@@ -41,7 +41,7 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
         let result = body()
         if let auditLevel {
             auditFailures += vm.mmu.audit(level: auditLevel, at: point())
-            auditFailures += vm.violations.map { "\(point()): \($0)" }
+            auditFailures += (vm.violations + vm.auditHardwareTLBs()).map { "\(point()): \($0)" }
         }
         return result
     }

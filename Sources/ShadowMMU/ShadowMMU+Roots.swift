@@ -14,6 +14,14 @@ extension ShadowMMU {
         return loadRoot(context)
     }
 
+    /// The serial of the root `vcpu` runs on at its next entry unless
+    /// something changes it first: nil when it has no root or must rebuild it
+    /// (a new root is entered with a flushed TLB, ``ShadowPage/serial``).
+    public func rootKeptAtEntry(vcpu: Int) -> ShadowPage? {
+        guard let root = contexts[vcpu].root, !isObsoleteRoot(root) else { return nil }
+        return root
+    }
+
     func loadRoot(_ context: Context) -> ShadowPage {
         freeObsoleteRoots(context)
         if let root = context.root { return root }

@@ -103,9 +103,27 @@ public final class VirtualMachine {
             vcpu.loadedRoot = root.serial
             return guest
         }
+        guard let hardware = shadowHardwareRegisters(root: root, guest: guest) else {
+            violations.append("VM entry: the PAE root at \((root.frame << 12).hex) holds an invalid PDPTE")
+            return vcpu.hardware ?? guest
+        }
+        vcpu.hardware = hardware
+        vcpu.loadedRoot = root.serial
+        return hardware
+    }
+
+    /// The paging registers the hardware runs a shadow root with: the root's
+    /// paging mode (PAE for a 3-level root, whose PDPTE registers are read
+    /// from it now), CR0.WP=1, EFER.NX=1, and the guest's SMEP, SMAP, PKE and
+    /// PKRU (without them when `guestProtections` is false, for audits). Nil
+    /// when a PAE root holds an invalid PDPTE.
+    func shadowHardwareRegisters(root: ShadowPage, guest: ControlRegisters, guestProtections: Bool = true) -> ControlRegisters? {
+        let level = root.role.level
         var cr4 = CR4(rawValue: CR4.pae.rawValue)
-        cr4.rawValue |= guest.cr4.rawValue & (CR4.smep.rawValue | CR4.smap.rawValue)
-        if level >= 4 { cr4.rawValue |= guest.cr4.rawValue & CR4.pke.rawValue }
+        if guestProtections {
+            cr4.rawValue |= guest.cr4.rawValue & (CR4.smep.rawValue | CR4.smap.rawValue)
+            if level >= 4 { cr4.rawValue |= guest.cr4.rawValue & CR4.pke.rawValue }
+        }
         if level == 5 { cr4.rawValue |= CR4.la57.rawValue }
         var efer = EFER.nxe.rawValue
         if level >= 4 { efer |= EFER.lme.rawValue | EFER.lma.rawValue }
@@ -113,18 +131,14 @@ public final class VirtualMachine {
         var pdptes = PDPTERegisters()
         if level == 3 {
             guard let loaded = PDPTERegisters.load(cr3: cr3, memory: host, maxPhysicalAddressBits: hostModel.maxPhysicalAddressBits) else {
-                violations.append("VM entry: the PAE root at \(cr3.hex) holds an invalid PDPTE")
-                return vcpu.hardware ?? guest
+                return nil
             }
             pdptes = loaded
         }
-        let hardware = ControlRegisters(
+        return ControlRegisters(
             model: hostModel, cr0: CR0(rawValue: CR0.paging.rawValue | CR0.writeProtect.rawValue | CR0.protectionEnable.rawValue),
             cr3: cr3, cr4: cr4, efer: EFER(rawValue: efer), pkru: guest.pkru, alignmentCheck: guest.alignmentCheck,
             pdptes: pdptes)
-        vcpu.hardware = hardware
-        vcpu.loadedRoot = root.serial
-        return hardware
     }
 
     /// The hypervisor's own paging mode, which NPT tables use: 4- or 5-level,

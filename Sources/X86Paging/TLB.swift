@@ -177,6 +177,13 @@ public final class TLB {
         }
     }
 
+    /// The translations a lookup could return now, for audits (O(capacity)).
+    public var usableEntries: [TLBEntry] {
+        (0..<capacity).map { slots[$0] }.filter { entry in
+            entry.flushGeneration == flushGeneration && (entry.global || entry.pcidGeneration == pcidGenerations[Int(entry.pcid)])
+        }
+    }
+
     /// Number of live entries (for tests and statistics; O(capacity)).
     public var liveEntries: Int {
         (0..<capacity).reduce(0) { $0 + (slots[$1].flushGeneration == flushGeneration ? 1 : 0) }

@@ -87,3 +87,22 @@ struct BugZooScenarioTests {
     @Test("The zoo has at least 15 entries")
     func zooSize() { #expect(Regression.allCases.count >= 15) }
 }
+
+/// The hardware-TLB audit (`VirtualMachine.auditHardwareTLBs`): a missing
+/// remote flush is caught where it happens, by the audit after the command
+/// that took the rights away, not only later when a stale write shows.
+@Suite("Hardware TLB audit")
+struct HardwareTLBAuditTests {
+    @Test("A write-protect without a TLB flush is named by the audit", arguments: [Regression.noFlushAfterWriteProtect, .syncWriteProtectWithoutFlush])
+    func missingFlushIsAudited(regression: Regression) throws {
+        let name = regression.rawValue + ".scenario"
+        let text = try String(contentsOf: RegressionScenarioTests.directory.appendingPathComponent(name), encoding: .utf8)
+        let scenario = try ScenarioParser.parse(text, fileName: name)
+        for report in try DifferentialChecker.check(scenario) {
+            #expect(!report.auditFailures.contains { $0.contains("hardware TLB") }, "\(name) under \(report.configuration): \(report.auditFailures.prefix(2))")
+        }
+        let broken = try DifferentialChecker.check(scenario, regressions: [regression])
+        #expect(broken.contains { report in report.auditFailures.contains { $0.contains("hardware TLB") && $0.contains("without a TLB flush") } },
+                "\(name): the audit does not see the stale hardware translation with --regress \(regression.rawValue)")
+    }
+}
