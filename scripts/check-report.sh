@@ -15,9 +15,9 @@
 # usage: scripts/check-report.sh [SCENARIO...]
 #        scripts/check-report.sh --page FILE.html
 #   SCENARIO...  the scenarios to report on; with none, the built-in list:
-#                shadow paging with a PAE guest, a 32-bit guest, nested EPT,
-#                nested NPT with a PAE L1, and a long run (a `workload fork`
-#                guest of over a thousand commands)
+#                shadow paging with a PAE guest and with a 32-bit guest, EPT,
+#                nested EPT, nested NPT with a PAE L1, and a long run (a
+#                `workload fork` guest of over a thousand commands)
 #   --page FILE  measure the layout of a page already written (only the layout
 #                check), e.g. a deliberately broken one to see the check fail
 #   SHADOWMMU_BINARY  the shadowmmu executable (default: .build/debug/shadowmmu, built if missing)
@@ -103,7 +103,7 @@ else:
         if "box" in problem:
             where.append(problem["box"] + (f" at {span(problem['boxAt'])}" if "boxAt" in problem else ""))
         problems.append(f"{problem['kind']}: {subject}: {problem['detail']}" + (f" ({'; '.join(where)})" if where else ""))
-    facts.append(f"layout at {layout['pageWidth']} px: {counts['pictures']} pictures, {counts['texts']} labels, "
+    facts.append(f"layout at {layout['pageWidth']} px: {counts['pictures']} pictures and charts, {counts['texts']} labels, "
                  f"{counts['pairs']} pairs measured")
 
 if mode == "report":
@@ -204,8 +204,8 @@ fi
 scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
     "$binary" workload fork --mmu shadow --mode pae --emit "$work/long-run-fork.scenario" >/dev/null
-    scenarios=(examples/shadow-pae.scenario examples/shadow-32-bit.scenario examples/nested-ept.scenario
-               examples/nested-npt-pae.scenario "$work/long-run-fork.scenario")
+    scenarios=(examples/shadow-pae.scenario examples/shadow-32-bit.scenario examples/tdp-ept.scenario
+               examples/nested-ept.scenario examples/nested-npt-pae.scenario "$work/long-run-fork.scenario")
 fi
 
 failed=0

@@ -19,7 +19,8 @@
   const problems = [];
   const counts = { pictures: 0, texts: 0, pairs: 0 };
 
-  function name(element) {
+  // tag#id.class, where it is, and (unless it is a box around others) its text.
+  function name(element, withText = true) {
     let label = element.tagName.toLowerCase();
     if (element.id) label += "#" + element.id;
     const classes = element.getAttribute("class");
@@ -27,7 +28,7 @@
     const owner = element.parentElement && element.parentElement.closest("[id]");
     if (owner && !element.id) label += " in " + owner.tagName.toLowerCase() + "#" + owner.id;
     const text = (element.textContent || "").replace(/\s+/g, " ").trim();
-    if (text && element.tagName.toLowerCase() !== "svg") {
+    if (withText && text) {
       label += ' "' + (text.length > 60 ? text.slice(0, 59) + "…" : text) + '"';
     }
     return label;
@@ -70,13 +71,13 @@
     const sides = past(rect, container.getBoundingClientRect(), ["left", "right"]);
     if (sides.length) {
       problems.push({
-        kind: "overflow", element: name(picture), box: name(container), at: box(rect), boxAt: box(container.getBoundingClientRect()),
+        kind: "overflow", element: name(picture, false), box: name(container, false), at: box(rect), boxAt: box(container.getBoundingClientRect()),
         detail: "reaches past " + container.tagName.toLowerCase() + (container.id ? "#" + container.id : "") + " on the " + sides.join(", "),
       });
     }
     const pageSides = past(rect, pageRect, ["left", "right"]);
     if (pageSides.length) {
-      problems.push({ kind: "overflow", element: name(picture), at: box(rect), detail: "reaches past the page (" + pageWidth + " px) on the " + pageSides.join(", ") });
+      problems.push({ kind: "overflow", element: name(picture, false), at: box(rect), detail: "reaches past the page (" + pageWidth + " px) on the " + pageSides.join(", ") });
     }
     for (let scroller = picture.parentElement; scroller && scroller !== container.parentElement; scroller = scroller.parentElement) {
       const style = getComputedStyle(scroller);
@@ -84,7 +85,7 @@
       const hidden = scroller.scrollWidth - scroller.clientWidth;
       if (hidden > slack) {
         problems.push({
-          kind: "overflow", element: name(picture), box: name(scroller),
+          kind: "overflow", element: name(picture, false), box: name(scroller, false),
           detail: round(rect.width) + " px wide in a " + scroller.clientWidth + " px scroll box: " + round(hidden) + " px hidden",
         });
       }
@@ -103,7 +104,7 @@
       const rect = element.getBoundingClientRect();
       const sides = past(rect, svgRect, ["left", "right", "top", "bottom"]);
       if (sides.length) {
-        problems.push({ kind: "clipped", element: name(element), box: name(svg), at: box(rect), boxAt: box(svgRect), detail: "outside the picture on the " + sides.join(", ") });
+        problems.push({ kind: "clipped", element: name(element), box: name(svg, false), at: box(rect), boxAt: box(svgRect), detail: "outside the picture on the " + sides.join(", ") });
       }
     }
     for (const table of svg.querySelectorAll("g.table-node, g.root-marker")) {
@@ -114,7 +115,7 @@
         const rect = text.getBoundingClientRect();
         const sides = past(rect, outlineRect, ["left", "right"]);
         if (sides.length) {
-          problems.push({ kind: "clipped", element: name(text), box: name(table), at: box(rect), boxAt: box(outlineRect), detail: "runs out of its table's box on the " + sides.join(", ") });
+          problems.push({ kind: "clipped", element: name(text), box: name(table, false), at: box(rect), boxAt: box(outlineRect), detail: "runs out of its table's box on the " + sides.join(", ") });
         }
       }
     }
