@@ -303,4 +303,30 @@ struct NestedDrawingTests {
         let pt = try #require(guest.first { $0.title.contains("0x23000") })
         #expect(pt.entries.contains { $0.index == 5 && $0.kind == .leaf && $0.text.contains("0x105000") })
     }
+
+    /// Issue 13: a nested picture's two side headings ran into each other (and
+    /// the right one out of the picture). Each heading line, at 7.4 px a
+    /// character (bold 12 px monospace renders at about 7), must end before
+    /// the next side's heading and inside the picture; scripts/check-report.sh
+    /// measures the same in Chromium.
+    @Test("Side headings wrap to end before the next side and inside the picture",
+          arguments: ["nested-ept.scenario", "nested-npt-pae.scenario", "shadow-pae.scenario", "tdp-ept.scenario"])
+    func sideHeadingsFit(_ name: String) throws {
+        let svg = try PageTableGraph.draw(try example(name)).svg(idPrefix: "p")
+        let width = try #require(svg.firstMatch(of: /<svg [^>]*width="([0-9.]+)"/).flatMap { Double($0.1) })
+        var sides: [(x: Double, end: Double)] = []
+        for heading in svg.matches(of: /<text class="side-heading[^>]*>(.*?)<\/text>/) {
+            let lines = heading.1.matches(of: /<tspan x="([0-9.]+)"[^>]*>([^<]*)<\/tspan>/)
+            let x = try #require(lines.first.flatMap { Double($0.1) }, "\(name): a heading without lines: \(heading.0)")
+            let characters = lines.map { line in
+                line.2.replacing(/&(#39|amp|lt|gt|quot);/) { _ in "'" }.count
+            }
+            sides.append((x, x + Double(characters.max() ?? 0) * 7.4))
+        }
+        #expect(!sides.isEmpty, "\(name): no side headings")
+        for (left, right) in zip(sides, sides.dropFirst()) {
+            #expect(left.end < right.x, "\(name): a heading ending at x \(left.end) runs into the next, at x \(right.x)")
+        }
+        #expect((sides.last?.end ?? 0) <= width, "\(name): the last heading ends at x \(sides.last?.end ?? 0), past the picture's width \(width)")
+    }
 }

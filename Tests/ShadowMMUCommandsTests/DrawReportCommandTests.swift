@@ -152,20 +152,52 @@ struct DrawReportCommandTests {
         #expect(noOutput.stderr.contains("--output"), "the missing option is named: \(noOutput.stderr)")
     }
 
-    /// The page in a real browser: scripts/check-report.sh loads it in headless
-    /// Chromium, checks the rendered DOM's key elements and that a screenshot
-    /// is not blank.
+    /// scripts/check-report.sh with `arguments`, as the tests run it.
+    private func checkReport(_ arguments: [String]) throws -> ToolResult {
+        let binary = try shadowmmuBinary.get()
+        return try runProcess(
+            URL(fileURLWithPath: "/bin/bash"), [packageRoot.appendingPathComponent("scripts/check-report.sh").path] + arguments,
+            environment: ["SHADOWMMU_BINARY": binary.path] + (chromium.map { ["CHROMIUM": $0] } ?? [:]))
+    }
+
+    /// The pages in a real browser: scripts/check-report.sh writes a report
+    /// for each scenario of its built-in list (PAE and 32-bit guests under
+    /// shadow paging, EPT, nested EPT, nested NPT, a long run), loads each in
+    /// headless Chromium, checks the rendered DOM's key elements, measures
+    /// the layout (no picture past its box, no overlapping titles or labels)
+    /// and that a screenshot is not blank.
     @Test(.enabled(if: chromium != nil, "browser check did not run: no chromium (apt-get install -y chromium)"))
     func reportRendersInHeadlessChromium() throws {
-        let binary = try shadowmmuBinary.get()
-        for example in ["examples/shadow-pae.scenario", "examples/tdp-ept.scenario"] {
-            let result = try runProcess(
-                URL(fileURLWithPath: "/bin/bash"), [packageRoot.appendingPathComponent("scripts/check-report.sh").path, example],
-                environment: ["SHADOWMMU_BINARY": binary.path] + (chromium.map { ["CHROMIUM": $0] } ?? [:]))
-            print(result.stdout, terminator: "")
-            #expect(result.status == 0, "\(example): \(result.stdout)\(result.stderr)")
-            #expect(result.stdout.hasPrefix("browser check passed"), "\(example): \(result.stdout)")
+        let result = try checkReport([])
+        print(result.stdout, terminator: "")
+        #expect(result.status != 77, "browser check did not run: \(result.stdout)\(result.stderr)")
+        #expect(result.status == 0, "\(result.stdout)\(result.stderr)")
+        for scenario in ["shadow-pae", "shadow-32-bit", "tdp-ept", "nested-ept", "nested-npt-pae"] {
+            #expect(result.stdout.contains("browser check passed: examples/\(scenario).scenario: "), "\(scenario): \(result.stdout)")
         }
+        #expect(result.stdout.contains("browser check passed: long-run-fork.scenario: "), "\(result.stdout)")
+        #expect(result.stdout.hasSuffix("browser check passed: 6 reports\n"), "\(result.stdout)")
+    }
+
+    /// The layout check can fail: on a page whose picture is wider than its
+    /// figure, whose two column titles overlap and whose label lies outside
+    /// the picture, it exits 1 and names each problem.
+    @Test(.enabled(if: chromium != nil, "browser check did not run: no chromium (apt-get install -y chromium)"))
+    func brokenPageFailsTheBrowserCheck() throws {
+        let result = try checkReport(["--page", "Tests/ShadowMMUCommandsTests/Fixtures/broken-report.html"])
+        print(result.stdout, terminator: "")
+        #expect(result.status != 77, "browser check did not run: \(result.stdout)\(result.stderr)")
+        #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
+        let problems = result.stdout.split(separator: "\n").filter { $0.hasPrefix("  - ") }
+        #expect(problems.count == 3, "\(result.stdout)")
+        #expect(problems.contains { $0.hasPrefix("  - overflow: svg#broken-svg.page-tables: reaches past figure#tables-at-1 on the right by 300 px") },
+                "\(result.stdout)")
+        #expect(problems.contains {
+            $0.hasPrefix("  - overlap: text.side-heading.side-guest in svg#broken-svg \"left column title, far too long for its side\" and "
+                + "text.side-heading.side-hypervisor in svg#broken-svg \"right column title\": overlap by ")
+        }, "\(result.stdout)")
+        #expect(problems.contains { $0.hasPrefix("  - clipped: text.entry in svg#broken-svg \"label past the edge\": outside the picture on the right by ") },
+                "\(result.stdout)")
     }
 }
 

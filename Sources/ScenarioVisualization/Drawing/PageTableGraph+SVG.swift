@@ -27,6 +27,13 @@ struct SVGLayout {
     static let gap = 28.0
     static let rowGap = 44.0
     static let maxCharacters = 64
+    // Side headings are bold 12 px text: rendered ~7 px a character, estimated
+    // high so that a heading line never runs into the next side's heading.
+    static let headingCharacterWidth = 7.4
+    static let headingLineHeight = 16.0
+    /// A heading wraps at spaces after this many characters, or after as
+    /// many as its side's tables are wide when they are wider.
+    static let headingCharacters = 56
 
     struct Box {
         var x = 0.0, y = 0.0, width = 0.0, height = 0.0
@@ -38,8 +45,8 @@ struct SVGLayout {
     var entryOffsets: [String: [Int: Double]] = [:]
     var width = 0.0
     var height = 0.0
-    /// Where each side's heading goes.
-    var headings: [(text: String, x: Double, side: PageTableGraph.Side)] = []
+    /// Where each side's heading goes, wrapped into lines.
+    var headings: [(lines: [String], x: Double, side: PageTableGraph.Side)] = []
 
     init(graph: PageTableGraph, idPrefix: String, columns: Int) {
         self.graph = graph
@@ -53,6 +60,21 @@ struct SVGLayout {
     }
 
     static func textWidth(_ text: String) -> Double { Double(clipped(text).count) * characterWidth }
+
+    /// `text` in lines of at most `characters` characters, broken at spaces
+    /// (a longer word keeps a line of its own).
+    static func wrapped(_ text: String, characters: Int) -> [String] {
+        var lines: [String] = []
+        var line = ""
+        for word in text.split(separator: " ") {
+            if !line.isEmpty, line.count + 1 + word.count > characters {
+                lines.append(line)
+                line = ""
+            }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        return lines + (line.isEmpty ? [] : [line])
+    }
 
     /// The lines of a node, in order: title, marks, details, entries, omitted.
     static func lines(of node: PageTableGraph.Node) -> [String] {
@@ -100,13 +122,17 @@ struct SVGLayout {
             let count = max(perRow, min(columns, rootCount), 1)
             sideLeft[side] = sideX
             cellWidth[side] = widest + Self.gap
-            let heading = side == .guest ? graph.guestHeading : graph.hypervisorHeading ?? ""
+            let tablesWidth = Double(count) * (widest + Self.gap)
+            let heading = Self.wrapped(
+                side == .guest ? graph.guestHeading : graph.hypervisorHeading ?? "",
+                characters: max(Self.headingCharacters, Int((tablesWidth - Self.gap) / Self.headingCharacterWidth)))
             headings.append((heading, sideX, side))
-            sideX += max(Double(count) * (widest + Self.gap), Self.textWidth(heading) + Self.gap) + Self.gap
+            let headingWidth = Double(heading.map(\.count).max() ?? 0) * Self.headingCharacterWidth
+            sideX += max(tablesWidth, headingWidth + Self.gap) + Self.gap
         }
         width = sideX
-        // Rows: the root markers, then one band per level holding both sides.
-        var y = 30.0
+        // Rows: the root markers below the headings, then one band per level holding both sides.
+        var y = 30.0 + Double(max((headings.map(\.lines.count).max() ?? 1) - 1, 0)) * Self.headingLineHeight
         var rootBand = 0.0
         for side in sides {
             for (position, root) in graph.roots.filter({ $0.side == side }).enumerated() {
@@ -163,7 +189,10 @@ struct SVGLayout {
         }
         out.append("</defs>")
         for heading in headings {
-            out.append("<text class=\"side-heading side-\(heading.side.rawValue)\" x=\"\(n(heading.x))\" y=\"18\" font-weight=\"bold\" font-size=\"12\">\(Self.escaped(heading.text))</text>")
+            let lines = heading.lines.enumerated().map { index, line in
+                "<tspan x=\"\(n(heading.x))\" y=\"\(n(18 + Double(index) * Self.headingLineHeight))\">\(Self.escaped(line))</tspan>"
+            }
+            out.append("<text class=\"side-heading side-\(heading.side.rawValue)\" font-weight=\"bold\" font-size=\"12\">\(lines.joined())</text>")
         }
         // Edges first, so boxes cover their ends.
         for edge in graph.edges {
