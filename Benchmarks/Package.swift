@@ -31,6 +31,8 @@ let package = Package(
         .executableTarget(
             name: "X86PagingBenchmarks",
             dependencies: [
+                "BenchmarkGuests",
+                "CPagingBaseline",
                 .product(name: "X86Paging", package: shadowMMUPackage),
                 .product(name: "Benchmark", package: "benchmark"),
             ],
@@ -40,6 +42,10 @@ let package = Package(
         // The plain-C baseline of trace replay (issue 14): the same job as
         // `shadowmmu workload --trace`, over the same file.
         .target(name: "CTraceReplay", path: "Support/CTraceReplay", cSettings: [.unsafeFlags(["-O2"])]),
+        // The plain-C baselines of the hot paths (issue 14): a 4-level walk
+        // with the architecture's checks and A/D updates over flat memory, and
+        // a direct-mapped TLB hit.
+        .target(name: "CPagingBaseline", path: "Support/CPagingBaseline", cSettings: [.unsafeFlags(["-O2"])]),
         // glibc's mallinfo2, for the memory-per-shadow-page figures.
         .target(name: "CHeapUsage", path: "Support/CHeapUsage"),
         // Guests for the benchmarks and the profiling driver: page tables

@@ -1,4 +1,6 @@
 import Benchmark
+import BenchmarkGuests
+import CPagingBaseline
 import X86Paging
 
 /// Reference walks and TLB hits of the architectural CPU (issue 2's figures:
@@ -38,6 +40,61 @@ let benchmarks: @Sendable () -> Void = {
             }
         }
         blackHole(sink)
+    }
+
+    registerPlainCRatios()
+}
+
+/// The same two hot paths against plain C -O2 (`CPagingBaseline`), timed back
+/// to back in each sample so that the ratio survives a busy machine. Aim
+/// (issue 14): at most 150 % for both.
+func registerPlainCRatios() {
+    let walkRatio = BenchmarkMetric.custom("Swift walk / plain C walk (%)", polarity: .prefersSmaller, useScalingFactor: false)
+    let hitRatio = BenchmarkMetric.custom("Swift TLB hit / plain C TLB hit (%)", polarity: .prefersSmaller, useScalingFactor: false)
+    let configuration = Benchmark.Configuration(metrics: [walkRatio, hitRatio], scalingFactor: .one, maxDuration: .seconds(10), maxIterations: 20)
+    let count = 2_000_000
+
+    Benchmark("Hot paths vs plain C: 4-level walk, TLB hit", configuration: configuration) { benchmark in
+        let guest = WalkBenchmarkGuest(mode: .level4)
+        let size: UInt64 = 16 << 20
+        let flat = UnsafeMutablePointer<UInt8>.allocate(capacity: Int(size))
+        defer { flat.deallocate() }
+        flat.initialize(repeating: 0, count: Int(size))
+        var registers = CPagingRegisters()
+        registers.cr3 = cpaging_build_benchmark_guest(flat, size)
+        registers.wp = 1
+        registers.nxe = 1
+        registers.maxphyaddr = Int32(guest.registers.maxPhysicalAddressBits)
+
+        var swiftSum: UInt64 = 0
+        let swiftWalk = nanoseconds { for iteration in 0..<count { swiftSum &+= guest.walk(page: iteration & 511) } }
+        let cSum = cpaging_walk_loop(flat, size, &registers, UInt64(count))
+        let cWalk = nanoseconds { blackHole(cpaging_walk_loop(flat, size, &registers, UInt64(count))) }
+        precondition(swiftSum == cSum, "the walks disagree: \(swiftSum) vs \(cSum)")
+
+        let cpu = guest.cpu
+        let memory = guest.memory
+        let hot = 64
+        for page in 0..<hot { _ = cpu.translate(guest.address(page: page), .read, memory: memory) }
+        var tlb = CPagingTLB()
+        cpaging_tlb_init(&tlb)
+        for page in 0..<hot {
+            var physical: UInt64 = 0
+            let linear = guest.address(page: page)
+            precondition(cpaging_walk4(flat, size, &registers, linear, Int32(CPAGING_READ), Int32(CPAGING_SUPERVISOR), &physical) == 0)
+            cpaging_tlb_insert(&tlb, linear, physical, 1, 1, 0, 0, 0, 0)
+        }
+        var hits: UInt64 = 0
+        let swiftHit = nanoseconds {
+            for iteration in 0..<count {
+                if case .physical(let address) = cpu.translate(guest.address(page: iteration & (hot - 1)), .read, memory: memory) { hits &+= address }
+            }
+        }
+        let cHits = cpaging_tlb_hit_loop(&tlb, &registers, UInt64(hot), UInt64(count))
+        let cHit = nanoseconds { blackHole(cpaging_tlb_hit_loop(&tlb, &registers, UInt64(hot), UInt64(count))) }
+        precondition(hits == cHits, "the TLB hits disagree: \(hits) vs \(cHits)")
+        benchmark.measurement(walkRatio, Int((100 * swiftWalk / cWalk).rounded()))
+        benchmark.measurement(hitRatio, Int((100 * swiftHit / cHit).rounded()))
     }
 }
 
