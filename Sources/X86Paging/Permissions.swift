@@ -95,6 +95,31 @@ extension ControlRegisters {
         return violations
     }
 
+    /// Whether `access` breaks none of those rules: `permissionViolations(…)`
+    /// is empty, decided with early exits for the TLB-hit path, which needs
+    /// only the verdict (a test holds the two equal over every combination).
+    @inlinable @inline(__always)
+    public func permits(_ rights: EffectiveRights, protectionKey: Int, _ access: MemoryAccess) -> Bool {
+        let userMode = access.mode == .user
+        if userMode, !rights.user { return false }
+        let writeHonoursReadOnly = userMode || cr0.rawValue & ControlBit.cr0WriteProtect != 0
+        switch access.kind {
+        case .write:
+            if !rights.writable, writeHonoursReadOnly { return false }
+        case .fetch:
+            return !rights.executeDisable && (userMode || !rights.user || cr4.rawValue & ControlBit.cr4SMEP == 0)
+        case .read:
+            break
+        }
+        guard rights.user else { return true }
+        if !userMode, cr4.rawValue & ControlBit.cr4SMAP != 0, access.mode == .supervisorImplicit || !alignmentCheck { return false }
+        if cr4.rawValue & ControlBit.cr4PKE != 0, efer.rawValue & ControlBit.eferLMA != 0 {
+            let keyRights = pkru.rawValue >> UInt32(2 * protectionKey)
+            if keyRights & 1 != 0 || (keyRights & 2 != 0 && access.kind == .write && writeHonoursReadOnly) { return false }
+        }
+        return true
+    }
+
     /// The error-code bits every page fault of `access` carries: W/R, U/S and
     /// I/D (a fetch, reported only with CR4.SMEP or PAE+NXE).
     @inlinable

@@ -35,7 +35,7 @@ public struct TLBEntry: Hashable, Sendable {
     /// already set (else the CPU walks again to set it).
     @inlinable @inline(__always)
     public func permits(_ access: MemoryAccess, under registers: ControlRegisters) -> Bool {
-        (access.kind != .write || dirty) && registers.permissionViolations(rights, protectionKey: Int(protectionKey), access).isEmpty
+        (access.kind != .write || dirty) && registers.permits(rights, protectionKey: Int(protectionKey), access)
     }
 
     /// Where `linear` lands through this translation.

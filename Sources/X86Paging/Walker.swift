@@ -93,8 +93,8 @@ public enum Walker {
         let mode = registers.mode
         let model = registers.model
         let nxe = registers.executeDisableEnabled
-        let addressMask = bitRange(model.maxPhysicalAddressBits - 1, 12)
         let reservedBits = ReservedBits64(mode: mode, model: model, executeDisableEnabled: nxe)
+        let addressMask = reservedBits.addressMask
         var path = EntryPath()
         var level: Int
         var table: UInt64
@@ -170,7 +170,7 @@ public enum Walker {
                 let key = registers.isLongMode ? Int(entry >> 59 & 0xf) : 0
                 return finish(
                     linear: linear, physical: base | linear & offsetMask, shift: shift, leafLevel: level, rights: rights, key: key,
-                    path: path, entrySize: 8, access: access, registers: registers, memory: memory,
+                    leaf: entry, path: path, entrySize: 8, access: access, registers: registers, memory: memory,
                     setAccessedDirty: setAccessedDirty, tracer: &tracer)
             }
             table = entry & addressMask
@@ -209,7 +209,7 @@ public enum Walker {
             let rights = EffectiveRights(user: pde & 4 != 0, writable: pde & 2 != 0, executeDisable: false)
             return finish(
                 linear: linear, physical: base | linear & 0x3f_ffff, shift: 22, leafLevel: 2, rights: rights, key: 0,
-                path: path, entrySize: 4, access: access, registers: registers, memory: memory,
+                leaf: pde, path: path, entrySize: 4, access: access, registers: registers, memory: memory,
                 setAccessedDirty: setAccessedDirty, tracer: &tracer)
         }
         let table = pde & 0xffff_f000
@@ -230,16 +230,18 @@ public enum Walker {
         let rights = EffectiveRights(user: pde & pte & 4 != 0, writable: pde & pte & 2 != 0, executeDisable: false)
         return finish(
             linear: linear, physical: base | linear & 0xfff, shift: 12, leafLevel: 1, rights: rights, key: 0,
-            path: path, entrySize: 4, access: access, registers: registers, memory: memory,
+            leaf: pte, path: path, entrySize: 4, access: access, registers: registers, memory: memory,
             setAccessedDirty: setAccessedDirty, tracer: &tracer)
     }
 
     // MARK: - Permission check and accessed/dirty flags
 
-    @inlinable
+    /// `leaf` is the last entry of `path` (passed as a value, so that the
+    /// common case never reads the path back from memory).
+    @inlinable @inline(__always)
     static func finish<Memory: PhysicalMemory, Tracer: WalkTracer>(
         linear: UInt64, physical: UInt64, shift: Int, leafLevel: Int, rights: EffectiveRights, key: Int,
-        path: EntryPath, entrySize: Int, access: MemoryAccess, registers: ControlRegisters, memory: Memory,
+        leaf: UInt64, path: borrowing EntryPath, entrySize: Int, access: MemoryAccess, registers: ControlRegisters, memory: Memory,
         setAccessedDirty: Bool, tracer: inout Tracer
     ) -> WalkResult {
         let violations = registers.permissionViolations(rights, protectionKey: key, access)
@@ -247,7 +249,6 @@ public enum Walker {
         if !violations.isEmpty {
             return .pageFault(registers.permissionFaultCode(violations, access))
         }
-        let leaf = path.value(path.count - 1)
         var dirty = leaf & EntryBit.dirty != 0
         // Usually every entry already has A (and the leaf D, for a write):
         // then there is nothing to write and the loop is skipped.
@@ -281,14 +282,18 @@ struct ReservedBits64 {
     @usableFromInline let common: UInt64
     /// PML4Es and PML5Es also reserve PS, and on AMD bit 8.
     @usableFromInline let topLevels: UInt64
+    /// Bits M-1:12: the address field of an entry.
+    @usableFromInline let addressMask: UInt64
 
     @inlinable @inline(__always)
     init(mode: PagingMode, model: CPUModel, executeDisableEnabled: Bool) {
-        let m = model.maxPhysicalAddressBits
-        var common = mode == .pae ? bitRange(62, m) : bitRange(51, m)
+        // MAXPHYADDR is 32...52: the shifts stay below 64 without checks.
+        let belowMaxPhysical: UInt64 = (1 &<< UInt64(truncatingIfNeeded: model.maxPhysicalAddressBits)) &- 1
+        var common = ~belowMaxPhysical & (mode == .pae ? ~(1 << 63) : (1 << 52) - 1)  // bits 62:M, or 51:M
         if !executeDisableEnabled { common |= 1 << 63 }
         self.common = common
         topLevels = common | 1 << 7 | (model.vendor == .amd ? 1 << 8 : 0)
+        addressMask = belowMaxPhysical & ~0xfff
     }
 
     /// For the entry at `level`; `large` is PS=1 where PS maps a page, whose
