@@ -144,8 +144,9 @@ extension ShadowMMU {
                 let address = page.gfn << 12 + UInt64(fourByte ? page.role.quadrant * 2048 + index * 4 : index * 8)
                 let gpte = memory.load(address, width: fourByte ? 4 : 8)
                 let named = (fourByte ? gpte & 0xffff_f000 : gpte & 0x000f_ffff_ffff_f000) >> 12
-                if named != page.leafGFNs[index] {
-                    fail("synced page \(page.gfn.hex) (\(page.role)) maps gfn \(page.leafGFNs[index].hex) at entry \(index), whose guest entry \(address.hex) now names \(named.hex)")
+                let mapped = mappedGFN(page, index)
+                if named != mapped {
+                    fail("synced page \(page.gfn.hex) (\(page.role)) maps gfn \(mapped?.hex ?? "outside guest memory") at entry \(index), whose guest entry \(address.hex) now names \(named.hex)")
                 }
             }
         }

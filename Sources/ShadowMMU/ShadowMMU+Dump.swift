@@ -46,7 +46,7 @@ extension ShadowMMU {
                 if page.role.level > 1, let child = child(of: spte) {
                     entries.append((index, .table(dump(child))))
                 } else {
-                    entries.append((index, .leaf(spte: spte.rawValue, gfn: page.mappedGFN(index), hostFrame: spte.frame)))
+                    entries.append((index, .leaf(spte: spte.rawValue, gfn: mappedGFN(page, index) ?? 0, hostFrame: spte.frame)))
                 }
             }
         }

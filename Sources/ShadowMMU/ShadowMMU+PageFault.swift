@@ -274,7 +274,6 @@ extension ShadowMMU {
         fault.trace?.record(.spteWritten(level: page.role.level, index: index, address: sptep, old: old.rawValue, new: new.rawValue))
         if !existing {
             rmap[gfn, default: []].append(sptep)
-            if !page.role.direct { page.leafGFNs[index] = gfn }  // indirect leaves are level 1
         } else if old.isWritable, !new.isWritable {
             flushRemoteTLBs()
         }

@@ -110,7 +110,7 @@ extension ShadowMMU {
             host.setEntry(sptep, 0)
             return true
         }
-        guard gfn == page.leafGFNs[index], let slot = memory.slot(for: gfn) else {
+        guard gfn == mappedGFN(page, index), let slot = memory.slot(for: gfn) else {
             zapSPTE(page, index)
             return true
         }

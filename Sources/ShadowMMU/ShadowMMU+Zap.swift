@@ -60,15 +60,30 @@ extension ShadowMMU {
 
     /// Clears the parent entry at `sptep` that points to `child` (`drop_parent_pte`).
     func unlinkChild(_ child: ShadowPage, from sptep: UInt64) {
-        if let position = child.parentSPTEs.firstIndex(of: sptep) { child.parentSPTEs.remove(at: position) }
+        child.parentSPTEs.remove(sptep)
         host.setEntry(sptep, 0)
+    }
+
+    /// The gfn entry `index` of `page` maps or shadows: a direct page's
+    /// linear range, an indirect table's own gfn above the leaves, and for an
+    /// indirect leaf the gfn its spte names. KVM keeps that gfn beside each
+    /// spte (`shadowed_translation`, 4 KiB per page) because a host pfn does
+    /// not name its gfn; here memslots back guest memory linearly and never
+    /// move, so a present leaf's host frame names its gfn, and an MMIO spte
+    /// carries it. Nil for an indirect leaf entry that maps nothing.
+    func mappedGFN(_ page: ShadowPage, _ index: Int) -> UInt64? {
+        if page.role.direct { return page.directGFN(index) }
+        guard page.role.level == 1 else { return page.gfn }
+        let spte = SPTE(rawValue: host.entry(page.spteAddress(index)))
+        if spte.isMMIO { return spte.mmioGFN }
+        guard spte.isShadowPresent else { return nil }
+        return memory.guestAddress(ofHost: spte.frame << 12).map { $0 >> 12 }
     }
 
     /// Clears a leaf spte and removes it from its rmap (`drop_spte`).
     func dropLeaf(_ page: ShadowPage, _ index: Int) {
         let sptep = page.spteAddress(index)
-        let gfn = page.mappedGFN(index)
-        if var list = rmap[gfn], let position = list.firstIndex(of: sptep) {
+        if let gfn = mappedGFN(page, index), var list = rmap[gfn], let position = list.firstIndex(of: sptep) {
             list.remove(at: position)
             rmap[gfn] = list.isEmpty ? nil : list
         }

@@ -10,7 +10,7 @@ public final class ShadowPage {
     /// Host frame holding the sptes.
     public let frame: UInt64
     /// Host addresses of the sptes that point to this page.
-    @exclusivity(unchecked) public internal(set) var parentSPTEs: [UInt64] = []
+    @exclusivity(unchecked) public internal(set) var parentSPTEs = ParentSPTEs()
     /// How many vCPU roots (current or cached) hold this page.
     @exclusivity(unchecked) public internal(set) var rootCount = 0
     /// A leaf table the guest may write without trapping; resynchronized on
@@ -19,7 +19,7 @@ public final class ShadowPage {
     /// Number of set bits in `unsyncChildBitmap`.
     @exclusivity(unchecked) public internal(set) var unsyncChildren = 0
     /// Which entries lead (possibly indirectly) to an unsync page.
-    @exclusivity(unchecked) var unsyncChildBitmap = [UInt64](repeating: 0, count: 8)
+    @exclusivity(unchecked) var unsyncChildBitmap: [UInt64]
     /// Emulated guest writes since the page was last used for translation.
     @exclusivity(unchecked) var writeFloodingCount = 0
     /// The MMU generation the page was created in (fast zap).
@@ -36,9 +36,6 @@ public final class ShadowPage {
     /// Creation order, unique per MMU: reclaim takes the oldest pages first,
     /// and the hardware tells one root from the next by it.
     public let serial: Int
-    /// For each leaf spte of an indirect page: the gfn it maps (KVM's
-    /// `shadowed_translation`), needed to find its rmap when it is dropped.
-    @exclusivity(unchecked) var leafGFNs: [UInt64]
 
     init(gfn: UInt64, role: PageRole, frame: UInt64, generation: UInt64, owner: Int?, serial: Int, isSpecialRoot: Bool = false) {
         self.isSpecialRoot = isSpecialRoot
@@ -48,8 +45,8 @@ public final class ShadowPage {
         self.generation = generation
         self.owner = owner
         self.serial = serial
-        // Only indirect leaf tables hold leaves whose gfns are not a linear range.
-        leafGFNs = role.direct || role.level != 1 ? [] : [UInt64](repeating: 0, count: 512)
+        // Only tables above the leaves link children that can be unsync.
+        unsyncChildBitmap = role.level > 1 ? [UInt64](repeating: 0, count: 8) : []
     }
 
     /// Local to one vCPU: not in the hash, never shared, never write-protected.
@@ -66,11 +63,9 @@ public final class ShadowPage {
     @inlinable
     public func spteAddress(_ index: Int) -> UInt64 { frame << 12 + UInt64(index) * 8 }
 
-    /// The gfn entry `index` maps or shadows.
-    func mappedGFN(_ index: Int) -> UInt64 {
-        if role.direct { return gfn + UInt64(index) << UInt64(9 * (role.level - 1)) }
-        return index < leafGFNs.count ? leafGFNs[index] : gfn
-    }
+    /// The gfn a direct page's entry `index` maps: direct pages map a
+    /// linear range of gfns.
+    func directGFN(_ index: Int) -> UInt64 { gfn + UInt64(index) << UInt64(9 * (role.level - 1)) }
 
     func markUnsyncChild(_ index: Int) -> Bool {
         let word = index >> 6, bit = UInt64(1) << UInt64(index & 63)
@@ -82,15 +77,60 @@ public final class ShadowPage {
 
     func clearUnsyncChild(_ index: Int) {
         let word = index >> 6, bit = UInt64(1) << UInt64(index & 63)
-        if unsyncChildBitmap[word] & bit != 0 {
+        if !unsyncChildBitmap.isEmpty, unsyncChildBitmap[word] & bit != 0 {
             unsyncChildBitmap[word] &= ~bit
             unsyncChildren -= 1
         }
     }
 
     func hasUnsyncChild(_ index: Int) -> Bool {
-        unsyncChildBitmap[index >> 6] & (UInt64(1) << UInt64(index & 63)) != 0
+        !unsyncChildBitmap.isEmpty && unsyncChildBitmap[index >> 6] & (UInt64(1) << UInt64(index & 63)) != 0
     }
+}
+
+/// The sptes that point to a shadow page (KVM's `parent_ptes`). Nearly
+/// every page has exactly one parent, which is kept inline (as KVM keeps a
+/// single entry in the list head itself); only further parents take an
+/// array, so a page with one parent allocates nothing for them.
+public struct ParentSPTEs: Sequence, Equatable, ExpressibleByArrayLiteral, CustomStringConvertible {
+    /// No spte lives at this host address (they are below 2^52).
+    private static let none = UInt64.max
+    private var first = ParentSPTEs.none
+    private var others: [UInt64] = []
+
+    public init() {}
+    public init(arrayLiteral sptes: UInt64...) { for sptep in sptes { append(sptep) } }
+
+    public var isEmpty: Bool { first == Self.none }
+    public var count: Int { isEmpty ? 0 : 1 + others.count }
+
+    mutating func append(_ sptep: UInt64) {
+        if first == Self.none { first = sptep } else { others.append(sptep) }
+    }
+
+    /// Removes one occurrence of `sptep`, if it is there.
+    mutating func remove(_ sptep: UInt64) {
+        if first == sptep {
+            first = others.isEmpty ? Self.none : others.removeFirst()
+        } else if let position = others.firstIndex(of: sptep) {
+            others.remove(at: position)
+        }
+    }
+
+    public struct Iterator: IteratorProtocol {
+        let parents: ParentSPTEs
+        var position = 0
+        public mutating func next() -> UInt64? {
+            defer { position += 1 }
+            if position == 0 { return parents.isEmpty ? nil : parents.first }
+            return position <= parents.others.count ? parents.others[position - 1] : nil
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(parents: self) }
+    public func contains(_ sptep: UInt64) -> Bool { !isEmpty && (first == sptep || others.contains(sptep)) }
+    public static func == (a: ParentSPTEs, b: ParentSPTEs) -> Bool { Array(a) == Array(b) }
+    public var description: String { Array(self).description }
 }
 
 /// The hash key of a shadow page.

@@ -75,8 +75,8 @@ struct QuadrantTests {
         // Each maps its half of the guest PT: PTE[1] in quadrant 0, PTE[0x201] in quadrant 1 at index 1.
         let low = try #require(tables.first { $0.role.quadrant == 0 })
         let high = try #require(tables.first { $0.role.quadrant == 1 })
-        #expect(run.presentEntries(low) == [1] && low.mappedGFN(1) == 0x100)
-        #expect(run.presentEntries(high) == [1] && high.mappedGFN(1) == 0x101)
+        #expect(run.presentEntries(low) == [1] && run.mmu.mappedGFN(low, 1) == 0x100)
+        #expect(run.presentEntries(high) == [1] && run.mmu.mappedGFN(high, 1) == 0x101)
         run.expectClean()
     }
 
@@ -90,7 +90,7 @@ struct QuadrantTests {
             let page = try #require(run.child(directory, index), "shadow PDE \(index) of the 4 MiB page is empty")
             #expect(page.role.direct && page.role.level == 1 && !page.isLocal, "PDE \(index): \(page.role)")
             #expect(page.gfn == gfn, "PDE \(index) maps gfn \(page.gfn.hex)")
-            #expect(run.presentEntries(page) == [0] && page.mappedGFN(0) == gfn)
+            #expect(run.presentEntries(page) == [0] && run.mmu.mappedGFN(page, 0) == gfn)
         }
         // Direct pages shadow no guest table: nothing at 0x400/0x600 is write-tracked.
         #expect(run.mmu.writeTrack[0x400] == nil && run.mmu.writeTrack[0x600] == nil)

@@ -353,8 +353,9 @@ func registerMemoryBenchmarks() {
     let perShadowPage = BenchmarkMetric.custom("bytes per shadow page (4 KiB table + bookkeeping)", useScalingFactor: false)
     let bookkeeping = BenchmarkMetric.custom("bookkeeping bytes per shadow page", useScalingFactor: false)
     let perMappedPage = BenchmarkMetric.custom("bytes per mapped 4 KiB page, dense guest", useScalingFactor: false)
+    let perDirectPage = BenchmarkMetric.custom("bytes per direct shadow page (a guest 2 MiB page)", useScalingFactor: false)
     let configuration = Benchmark.Configuration(
-        metrics: [perShadowPage, bookkeeping, perMappedPage], scalingFactor: .one, maxDuration: .seconds(5), maxIterations: 3)
+        metrics: [perShadowPage, bookkeeping, perMappedPage, perDirectPage], scalingFactor: .one, maxDuration: .seconds(5), maxIterations: 3)
 
     // Heap growth while faulting pages in, after a first read has built the
     // root path and the host's first-level frame table. Sparse: one page per
@@ -383,6 +384,27 @@ func registerMemoryBenchmarks() {
             guest.checkHealthy("memory benchmark")
             return (bytes, frames, tables * pagesPerTable - 1)
         }
+        // Direct pages: the guest maps 2 MiB pages and touches one 4 KiB page
+        // of each, so each fault builds one direct level-1 shadow page (KVM
+        // shadows a guest huge page with small pages of a direct role).
+        func measureDirect(largePages: Int) -> (bytes: Int, frames: Int) {
+            let guest = ShadowGuest(mode: .level4, memorySize: 1 << 30)
+            for page in 0..<largePages {
+                guest.tables.mapLarge(guest.linear(page: page * 512), to: (16 << 20) + UInt64(page) << 21)
+            }
+            guest.enablePaging()
+            _ = guest.read(guest.linear(page: 0))
+            let heapBefore = heapBytesInUse()
+            let framesBefore = guest.vm.host.tableFramesInUse
+            for page in 1..<largePages { _ = guest.read(guest.linear(page: page * 512)) }
+            let bytes = heapBytesInUse() - heapBefore
+            let frames = guest.vm.host.tableFramesInUse - framesBefore
+            precondition(frames == largePages - 1, "a guest 2 MiB page did not build exactly one direct page (\(frames) frames)")
+            guest.checkHealthy("direct-page memory benchmark")
+            return (bytes, frames)
+        }
+        let direct = measureDirect(largePages: 256)
+        benchmark.measurement(perDirectPage, direct.bytes / direct.frames)
         let sparse = measure(tables: 1024, pagesPerTable: 1)
         let dense = measure(tables: 64, pagesPerTable: 512)
         benchmark.measurement(perShadowPage, sparse.bytes / sparse.frames)

@@ -93,6 +93,21 @@ public struct GuestTableBuilder {
         poke(pageTable + (linear >> 12 & 511) * 8, gpa | flags)
     }
 
+    /// Maps the 2 MiB page at `linear` (2 MiB aligned) to `gpa` with leaf
+    /// `flags` and PS, in a PAE or 4-level guest's page directory.
+    public mutating func mapLarge(_ linear: UInt64, to gpa: UInt64, flags: UInt64 = 0x7) {
+        precondition(mode != .bits32 && linear & 0x1f_ffff == 0 && gpa & 0x1f_ffff == 0, "2 MiB pages of PAE or 4-level guests, aligned")
+        let directory: UInt64
+        if mode == .pae {
+            directory = table(at: root + (linear >> 30 & 3) * 8, flags: Self.paePDPTEFlags)
+        } else {
+            let pdpt = table(at: root + (linear >> 39 & 511) * 8, flags: Self.tableEntryFlags)
+            directory = table(at: pdpt + (linear >> 30 & 511) * 8, flags: Self.tableEntryFlags)
+        }
+        poke(directory + (linear >> 21 & 511) * 8, gpa | flags | 0x80)
+        lastRegion = nil
+    }
+
     /// The guest physical address of the page-directory entry for `linear`
     /// (which must be mapped).
     public func pageDirectoryEntry(_ linear: UInt64) -> UInt64 {
