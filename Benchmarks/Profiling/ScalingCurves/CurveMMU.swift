@@ -20,7 +20,7 @@ enum CurveMMU: String, CaseIterable {
 
     /// The same MMU as `shadowmmu workload --mmu` names it.
     var workloadConfiguration: MMUConfiguration {
-        guard let configuration = MMUName.configuration(named: rawValue) else { preconditionFailure("no workload MMU named \(rawValue)") }
+        guard let configuration = MMUName.configuration(named: rawValue) else { fatalError("no workload MMU named \(rawValue)") }
         return configuration
     }
 

@@ -15,8 +15,8 @@ struct CurveTable {
     }
 
     mutating func append(_ values: [String]) {
-        precondition(values.count == columns.count, "\(name): \(values.count) values for \(columns.count) columns")
-        precondition(values.allSatisfy { !$0.contains(",") }, "\(name): a value holds a comma")
+        require(values.count == columns.count, "\(name): \(values.count) values for \(columns.count) columns")
+        require(values.allSatisfy { !$0.contains(",") }, "\(name): a value holds a comma")
         rows.append(values)
     }
 
@@ -68,8 +68,15 @@ func cell(_ value: Int) -> String { String(value) }
 
 /// The median of `values` (the mean of the middle two for an even count).
 func median(_ values: [Double]) -> Double {
-    precondition(!values.isEmpty, "the median of nothing")
+    require(!values.isEmpty, "the median of nothing")
     let sorted = values.sorted()
     let middle = sorted.count / 2
     return sorted.count.isMultiple(of: 2) ? (sorted[middle - 1] + sorted[middle]) / 2 : sorted[middle]
+}
+
+/// Stops the run with `message` when `condition` fails. Unlike
+/// `precondition`, whose message a release build drops, this says which
+/// check of which point failed.
+func require(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String, file: StaticString = #fileID, line: UInt = #line) {
+    if !condition() { fatalError(message(), file: file, line: line) }
 }

@@ -73,7 +73,7 @@ struct GuestMemoryCurve {
     static func signature(_ page: Int) -> UInt64 { 0x5ca1_0000_0000 | UInt64(page) }
 
     func measure(mmu: CurveMMU, memorySize: UInt64) -> Point {
-        precondition(pages.isMultiple(of: Self.batch) && pages > Self.hotPages, "pages: a multiple of \(Self.batch), more than \(Self.hotPages)")
+        require(pages.isMultiple(of: Self.batch) && pages > Self.hotPages, "pages: a multiple of \(Self.batch), more than \(Self.hotPages)")
         let heapAtStart = heapBytesInUse()
         let guest = ShadowGuest(mode: .level4, memorySize: memorySize, tableLimit: Self.dataBase, mmu: mmu.mode)
         let vm = guest.vm
@@ -85,13 +85,14 @@ struct GuestMemoryCurve {
         }
         guest.enablePaging()
         mmu.prepare(vm.mmu)
+        require(pages >= 2 * vm.vcpus[0].tlb.capacity, "pages: at least twice the hardware TLB's \(vm.vcpus[0].tlb.capacity) entries, so that cycling through them misses")
 
         // The first page of each guest page table is touched before timing:
         // under TDP its walk maps the guest's table frames too, and under
         // shadow paging it builds the table's shadow page. Every timed read is
         // then one fault that maps one 4 KiB page into a table that exists.
         let warmed = stride(from: 0, to: pages, by: 512)
-        for page in warmed { precondition(guest.read(guest.linear(page: page)) == Self.signature(page), "page \(page) reads the wrong value") }
+        for page in warmed { require(guest.read(guest.linear(page: page)) == Self.signature(page), "page \(page) reads the wrong value") }
         let timed = (0..<pages).filter { !$0.isMultiple(of: 512) }
         let setupHeap = heapBytesInUse() - heapAtStart
 
@@ -103,7 +104,7 @@ struct GuestMemoryCurve {
             let chunk = timed[start..<min(start + Self.batch, timed.count)]
             let time = nanoseconds {
                 for page in chunk where guest.read(guest.linear(page: page)) != Self.signature(page) {
-                    preconditionFailure("\(mmu.rawValue), \(Self.label(memorySize)): page \(page) reads the wrong value")
+                    fatalError("\(mmu.rawValue), \(Self.label(memorySize)): page \(page) reads the wrong value")
                 }
             }
             total += time
@@ -111,7 +112,7 @@ struct GuestMemoryCurve {
         }
         let faultHeap = heapBytesInUse() - heapBefore
         let faults = vm.mmu.statistics.shadowFaultsFixed - before.shadowFaultsFixed
-        precondition(faults == timed.count, "\(mmu.rawValue), \(Self.label(memorySize)): \(faults) faults fixed for \(timed.count) first touches")
+        require(faults == timed.count, "\(mmu.rawValue), \(Self.label(memorySize)): \(faults) faults fixed for \(timed.count) first touches")
 
         let tlbHit = timeReads(guest, count: hitReads, pages: Self.hotPages, expectHits: true, what: "\(mmu.rawValue) \(Self.label(memorySize)) TLB hit")
         let tlbMiss = timeReads(guest, count: missReads, pages: pages, expectHits: false, what: "\(mmu.rawValue) \(Self.label(memorySize)) TLB miss")
@@ -127,21 +128,21 @@ struct GuestMemoryCurve {
     /// (`expectHits`) or walk, and none may exit.
     func timeReads(_ guest: ShadowGuest, count: Int, pages: Int, expectHits: Bool, what: String) -> Double {
         for _ in 0..<2 {
-            for page in 0..<pages { precondition(guest.read(guest.linear(page: page)) == Self.signature(page), "\(what): page \(page) reads the wrong value") }
+            for page in 0..<pages { require(guest.read(guest.linear(page: page)) == Self.signature(page), "\(what): page \(page) reads the wrong value") }
         }
         let exits = guest.vm.mmu.statistics.exits
         let counters = guest.vm.counters
         var page = 0
         let time = nanoseconds {
             for _ in 0..<count {
-                if guest.read(guest.linear(page: page)) != Self.signature(page) { preconditionFailure("\(what): page \(page) reads the wrong value") }
+                if guest.read(guest.linear(page: page)) != Self.signature(page) { fatalError("\(what): page \(page) reads the wrong value") }
                 page = page + 1 == pages ? 0 : page + 1
             }
         }
-        precondition(guest.vm.mmu.statistics.exits == exits, "\(what): a read exited")
+        require(guest.vm.mmu.statistics.exits == exits, "\(what): a read exited")
         let hits = guest.vm.counters.hardwareTLBHits - counters.hardwareTLBHits
         let walks = guest.vm.counters.hardwareWalks - counters.hardwareWalks
-        precondition(expectHits ? hits == count : walks == count, "\(what): \(hits) TLB hits and \(walks) walks in \(count) reads")
+        require(expectHits ? hits == count : walks == count, "\(what): \(hits) TLB hits and \(walks) walks in \(count) reads")
         return time / Double(count)
     }
 }

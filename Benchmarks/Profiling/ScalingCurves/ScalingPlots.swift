@@ -37,9 +37,9 @@ enum ScalingPlots {
         Plot(file: "guest-memory-heap", table: "guest-memory", title: "Heap per touched page vs guest memory",
              xColumn: "guest_memory_bytes", xLabel: "guest memory", yLabel: "heap bytes per page faulted in",
              lines: both("fault_heap_bytes_per_page")),
-        Plot(file: "processes-switch", table: "processes", title: "Run time per context switch vs processes",
-             xColumn: "processes", xLabel: "processes", yLabel: "µs of the whole run per context switch",
-             lines: both("run_us_per_switch")),
+        Plot(file: "processes-switch", table: "processes", title: "Time per context switch vs processes",
+             xColumn: "processes", xLabel: "processes", yLabel: "µs per time slice (switch + 40 accesses)",
+             lines: both("steady_us_per_slice", " steady state") + both("run_us_per_switch", " whole run / switches", dashed: true)),
         Plot(file: "processes-exits", table: "processes", title: "Exits per context switch vs processes",
              xColumn: "processes", xLabel: "processes", yLabel: "exits per context switch",
              lines: both("exits_per_switch")),
@@ -53,9 +53,9 @@ enum ScalingPlots {
         Plot(file: "vcpus-remote-flush", table: "vcpus", title: "Remote flush vs vCPUs",
              xColumn: "vcpus", xLabel: "vCPUs", yLabel: "ns per invalidation round",
              lines: both("remote_flush_round_ns") + both("remote_flush_round_ns_per_vcpu", " per vCPU", dashed: true)),
-        Plot(file: "vcpus-memory", table: "vcpus", title: "Memory per vCPU vs vCPUs",
-             xColumn: "vcpus", xLabel: "vCPUs", yLabel: "heap bytes per vCPU (VM, tables, faults)",
-             lines: both("heap_bytes_per_vcpu")),
+        Plot(file: "vcpus-memory", table: "vcpus", title: "Heap vs vCPUs",
+             xColumn: "vcpus", xLabel: "vCPUs", yLabel: "heap bytes (VM, guest tables, faults)",
+             lines: both("heap_bytes")),
     ]
 
     /// Writes every plot whose table is in `directory` as `<file>.svg` there;
@@ -73,7 +73,7 @@ enum ScalingPlots {
             let xs = try table.numbers(plot.xColumn)
             let labels = table.distinct(plot.xColumn).compactMap(Double.init)
             let ticks = labels.map { (x: $0, label: plot.xColumn == "guest_memory_bytes" ? memoryLabel($0) : LinePlot.tickLabel($0)) }
-            precondition(!xs.isEmpty, "\(plot.table).csv has no rows")
+            require(!xs.isEmpty, "\(plot.table).csv has no rows")
             let series = try plot.lines.map { line in
                 LinePlot.Series(
                     label: line.label,

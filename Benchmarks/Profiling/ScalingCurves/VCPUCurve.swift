@@ -15,7 +15,7 @@ import X86Paging
 /// every vCPU re-enters and reads, and the owner faults the page back in.
 struct VCPUCurve {
     var counts = [1, 2, 4, 8, 16, 32, 64]
-    var pages = 64
+    var pages = 256
     var rounds = 200
     var hitReads = 1 << 19
 
@@ -36,7 +36,7 @@ struct VCPUCurve {
 
     static let columns = [
         "mmu", "vcpus", "pages_per_vcpu", "repetitions", "first_touch_ns", "tlb_hit_ns", "cr3_switch_read_ns",
-        "remote_flush_round_ns", "remote_flush_round_ns_per_vcpu", "heap_bytes_per_vcpu", "host_table_frames", "shadow_pages",
+        "remote_flush_round_ns", "remote_flush_round_ns_per_vcpu", "heap_bytes", "heap_bytes_per_vcpu", "host_table_frames", "shadow_pages",
     ]
 
     func run(repetitions: Int, progress: (String) -> Void) -> CurveTable {
@@ -57,7 +57,7 @@ struct VCPUCurve {
                 table.append([
                     mmu.rawValue, cell(count), cell(pages), cell(repetitions), figure(\.firstTouch), figure(\.tlbHit),
                     figure(\.switchAndRead), figure(\.remoteFlushRound), figure { $0.remoteFlushRound / Double(count) },
-                    figure(\.heapPerVCPU), figure(\.hostTableFrames), figure(\.shadowPages),
+                    figure { $0.heapPerVCPU * Double(count) }, figure(\.heapPerVCPU), figure(\.hostTableFrames), figure(\.shadowPages),
                 ])
             }
         }
@@ -72,8 +72,8 @@ struct VCPUCurve {
     static func signature(vcpu: Int, space: Int, page: Int) -> UInt64 { 0xc0de_0000_0000 | UInt64(vcpu) << 20 | UInt64(space) << 16 | UInt64(page) }
 
     func measure(mmu: CurveMMU, vcpus: Int) -> Point {
-        precondition(Self.dataBase + UInt64(vcpus * 2 * pages) << 12 <= Self.memorySize, "the vCPUs' pages do not fit the guest")
-        precondition(1 << 20 + UInt64(vcpus * 2) * Self.tableRoom <= Self.dataBase, "the vCPUs' tables do not fit below the data")
+        require(Self.dataBase + UInt64(vcpus * 2 * pages) << 12 <= Self.memorySize, "the vCPUs' pages do not fit the guest")
+        require(1 << 20 + UInt64(vcpus * 2) * Self.tableRoom <= Self.dataBase, "the vCPUs' tables do not fit below the data")
         let heapAtStart = heapBytesInUse()
         let guest = ShadowGuest(mode: .level4, memorySize: Self.memorySize, mmu: mmu.mode, vcpus: vcpus)
         let vm = guest.vm
@@ -99,7 +99,7 @@ struct VCPUCurve {
         let label = "\(mmu.rawValue), \(vcpus) vCPUs"
         func read(_ vcpu: Int, _ space: Int, _ page: Int) {
             if guest.read(vcpu: vcpu, guest.linear(page: page)) != Self.signature(vcpu: vcpu, space: space, page: page) {
-                preconditionFailure("\(label): vCPU \(vcpu) reads the wrong value at page \(page) of address space \(space)")
+                fatalError("\(label): vCPU \(vcpu) reads the wrong value at page \(page) of address space \(space)")
             }
         }
         // Each vCPU's first read maps its tables (and under shadow paging builds
@@ -111,7 +111,7 @@ struct VCPUCurve {
             for page in 1..<pages { for vcpu in 0..<vcpus { read(vcpu, 0, page) } }
         }
         let faults = vm.mmu.statistics.shadowFaultsFixed - before.shadowFaultsFixed
-        precondition(faults == vcpus * (pages - 1), "\(label): \(faults) faults fixed for \(vcpus * (pages - 1)) first touches")
+        require(faults == vcpus * (pages - 1), "\(label): \(faults) faults fixed for \(vcpus * (pages - 1)) first touches")
         let heapPerVCPU = Double(heapBytesInUse() - heapAtStart) / Double(vcpus)
 
         // TLB hits: every vCPU's pages are in its own TLB after one more pass.
@@ -123,13 +123,13 @@ struct VCPUCurve {
             for _ in 0..<passes { for vcpu in 0..<vcpus { for page in 0..<pages { read(vcpu, 0, page) } } }
         }
         let hitReadsDone = passes * vcpus * pages
-        precondition(vm.mmu.statistics.exits == before.exits, "\(label): a TLB-hit read exited")
-        precondition(vm.counters.hardwareTLBHits - counters.hardwareTLBHits == hitReadsDone, "\(label): a read missed the TLB")
+        require(vm.mmu.statistics.exits == before.exits, "\(label): a TLB-hit read exited")
+        require(vm.counters.hardwareTLBHits - counters.hardwareTLBHits == hitReadsDone, "\(label): a read missed the TLB")
 
         // CR3 switches: each vCPU alternates between its two address spaces
         // (both run once first, so every switch finds its root cached).
         func switchTo(_ vcpu: Int, _ space: Int) {
-            precondition(vm.writeRegister(vcpu: vcpu, .cr3, spaces[vcpu][space].root), "\(label): MOV CR3 refused")
+            require(vm.writeRegister(vcpu: vcpu, .cr3, spaces[vcpu][space].root), "\(label): MOV CR3 refused")
         }
         for vcpu in 0..<vcpus {
             switchTo(vcpu, 1)
@@ -150,9 +150,9 @@ struct VCPUCurve {
         }
         let switches = switchRounds * vcpus
         let after = vm.mmu.statistics
-        precondition(after.exits == before.exits, "\(label): a read after a CR3 switch exited")
+        require(after.exits == before.exits, "\(label): a read after a CR3 switch exited")
         if mmu == .shadow {
-            precondition(after.cachedRootHits - before.cachedRootHits == switches, "\(label): a CR3 switch missed the cached roots")
+            require(after.cachedRootHits - before.cachedRootHits == switches, "\(label): a CR3 switch missed the cached roots")
         }
         // Back in address space 0 everywhere (even rounds end there).
         for vcpu in 0..<vcpus {
@@ -174,11 +174,11 @@ struct VCPUCurve {
             }
         }
         let flushes = vm.mmu.statistics.remoteTLBFlushes - before.remoteTLBFlushes
-        precondition(flushes == rounds, "\(label): \(flushes) remote flushes in \(rounds) invalidations")
+        require(flushes == rounds, "\(label): \(flushes) remote flushes in \(rounds) invalidations")
         let refaults = vm.mmu.statistics.shadowFaultsFixed - before.shadowFaultsFixed
-        precondition(refaults == rounds, "\(label): \(refaults) faults to map \(rounds) invalidated pages back")
+        require(refaults == rounds, "\(label): \(refaults) faults to map \(rounds) invalidated pages back")
         for (vcpu, count) in entries.enumerated() {
-            precondition(vm.vcpus[vcpu].entries - count >= rounds, "\(label): vCPU \(vcpu) kept running through a remote flush")
+            require(vm.vcpus[vcpu].entries - count >= rounds, "\(label): vCPU \(vcpu) kept running through a remote flush")
         }
         guest.checkHealthy(label)
         return Point(

@@ -61,7 +61,7 @@ do {
         case .memory:
             // Quick: fewer pages and reads, one run; the sizes stay (sparse, so 64 GiB costs no more).
             var memory = GuestMemoryCurve()
-            if quick { (memory.pages, memory.hitReads, memory.missReads) = (1024, 1 << 17, 1 << 16) }
+            if quick { (memory.pages, memory.hitReads, memory.missReads) = (2048, 1 << 17, 1 << 16) }
             table = memory.run(repetitions: quick ? 1 : 3, progress: progress)
         case .processes:
             var processes = ProcessCurve()
