@@ -21,7 +21,7 @@ struct LinePlot {
     /// A horizontal line marking an aim, with its label.
     var reference: (y: Double, label: String)?
 
-    static let width = 760.0, height = 460.0
+    static let width = 820.0, height = 460.0
     static let plotLeft = 84.0, plotRight = 560.0, plotTop = 64.0, plotBottom = 390.0
     static let colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
 

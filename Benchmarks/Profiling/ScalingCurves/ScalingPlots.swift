@@ -53,9 +53,9 @@ enum ScalingPlots {
         Plot(file: "vcpus-remote-flush", table: "vcpus", title: "Remote flush vs vCPUs",
              xColumn: "vcpus", xLabel: "vCPUs", yLabel: "ns per invalidation round",
              lines: both("remote_flush_round_ns") + both("remote_flush_round_ns_per_vcpu", " per vCPU", dashed: true)),
-        Plot(file: "vcpus-memory", table: "vcpus", title: "Heap vs vCPUs",
-             xColumn: "vcpus", xLabel: "vCPUs", yLabel: "heap bytes (VM, guest tables, faults)",
-             lines: both("heap_bytes")),
+        Plot(file: "vcpus-memory", table: "vcpus", title: "Heap per vCPU vs vCPUs",
+             xColumn: "vcpus", xLabel: "vCPUs", yLabel: "heap bytes per vCPU",
+             lines: both("vm_heap_bytes_per_vcpu", " machine (vCPU, TLB)") + both("fault_heap_bytes_per_vcpu", " faults (MMU tables)", dashed: true)),
     ]
 
     /// Writes every plot whose table is in `directory` as `<file>.svg` there;

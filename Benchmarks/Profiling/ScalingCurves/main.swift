@@ -62,15 +62,15 @@ do {
             // Quick: fewer pages and reads, one run; the sizes stay (sparse, so 64 GiB costs no more).
             var memory = GuestMemoryCurve()
             if quick { (memory.pages, memory.hitReads, memory.missReads) = (2048, 1 << 17, 1 << 16) }
-            table = memory.run(repetitions: quick ? 1 : 3, progress: progress)
+            table = memory.run(repetitions: quick ? 1 : 7, progress: progress)
         case .processes:
             var processes = ProcessCurve()
             if quick { processes.counts = [1, 2, 4, 10, 30, 100] }
-            table = processes.run(repetitions: 1, progress: progress)
+            table = processes.run(repetitions: quick ? 1 : 3, progress: progress)
         case .vcpus:
             var vcpus = VCPUCurve()
             if quick { (vcpus.rounds, vcpus.hitReads) = (50, 1 << 16) }
-            table = vcpus.run(repetitions: quick ? 1 : 3, progress: progress)
+            table = vcpus.run(repetitions: quick ? 1 : 7, progress: progress)
         }
         try table.csv.write(to: output.appendingPathComponent(table.name + ".csv"), atomically: true, encoding: .utf8)
         print("# \(table.name).csv (\(Int((ContinuousClock.now - start).components.seconds)) s)")
