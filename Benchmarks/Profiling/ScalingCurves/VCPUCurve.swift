@@ -26,6 +26,10 @@ struct VCPUCurve {
 
     struct Point {
         var firstTouch: Double
+        /// Remote TLB flushes and VM entries per fault while faulting in: a
+        /// fault that flushed every vCPU would show here.
+        var flushesPerFault: Double
+        var entriesPerFault: Double
         var tlbHit: Double
         var switchAndRead: Double
         var remoteFlushRound: Double
@@ -36,7 +40,7 @@ struct VCPUCurve {
     }
 
     static let columns = [
-        "mmu", "vcpus", "pages_per_vcpu", "repetitions", "first_touch_ns", "tlb_hit_ns", "cr3_switch_read_ns",
+        "mmu", "vcpus", "pages_per_vcpu", "repetitions", "first_touch_ns", "remote_flushes_per_fault", "vm_entries_per_fault", "tlb_hit_ns", "cr3_switch_read_ns",
         "remote_flush_round_ns", "remote_flush_round_ns_per_vcpu", "vm_heap_bytes_per_vcpu", "fault_heap_bytes_per_vcpu", "host_table_frames", "shadow_pages",
     ]
 
@@ -56,7 +60,7 @@ struct VCPUCurve {
                 let runs = points["\(mmu.rawValue) \(count)"]!
                 func figure(_ value: (Point) -> Double) -> String { cell(median(runs.map(value))) }
                 table.append([
-                    mmu.rawValue, cell(count), cell(pages), cell(repetitions), figure(\.firstTouch), figure(\.tlbHit),
+                    mmu.rawValue, cell(count), cell(pages), cell(repetitions), figure(\.firstTouch), figure(\.flushesPerFault), figure(\.entriesPerFault), figure(\.tlbHit),
                     figure(\.switchAndRead), figure(\.remoteFlushRound), figure { $0.remoteFlushRound / Double(count) },
                     figure(\.vmHeapPerVCPU), figure(\.faultHeapPerVCPU), figure(\.hostTableFrames), figure(\.shadowPages),
                 ])
@@ -115,11 +119,14 @@ struct VCPUCurve {
         for vcpu in 1..<vcpus { read(vcpu, 0, 0) }
 
         var before = vm.mmu.statistics
+        let entriesBefore = vm.counters.vmEntries
         let faultTime = nanoseconds {
             for page in 1..<pages { for vcpu in 0..<vcpus { read(vcpu, 0, page) } }
         }
         let faults = vm.mmu.statistics.shadowFaultsFixed - before.shadowFaultsFixed
         require(faults == vcpus * (pages - 1), "\(label): \(faults) faults fixed for \(vcpus * (pages - 1)) first touches")
+        let flushesPerFault = Double(vm.mmu.statistics.remoteTLBFlushes - before.remoteTLBFlushes) / Double(faults)
+        let entriesPerFault = Double(vm.counters.vmEntries - entriesBefore) / Double(faults)
         // What faulting the pages in cost: shadow pages (or TDP tables) and their bookkeeping.
         let faultHeapPerVCPU = Double(heapBytesInUse() - heapBeforeFaults) / Double(vcpus)
 
@@ -191,7 +198,7 @@ struct VCPUCurve {
         }
         guest.checkHealthy(label)
         return Point(
-            firstTouch: faultTime / Double(faults), tlbHit: hitTime / Double(hitReadsDone), switchAndRead: switchTime / Double(switches),
+            firstTouch: faultTime / Double(faults), flushesPerFault: flushesPerFault, entriesPerFault: entriesPerFault, tlbHit: hitTime / Double(hitReadsDone), switchAndRead: switchTime / Double(switches),
             remoteFlushRound: flushTime / Double(rounds), vmHeapPerVCPU: Double(vmHeap) / Double(vcpus), faultHeapPerVCPU: faultHeapPerVCPU,
             hostTableFrames: Double(vm.host.tableFramesInUse), shadowPages: Double(vm.mmu.hashedPages.count))
     }
