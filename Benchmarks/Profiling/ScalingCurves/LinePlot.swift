@@ -3,7 +3,8 @@ import Foundation
 /// A line plot written as plain SVG (no script, no external font or style
 /// sheet, so GitHub shows it as is): one line per series with a marker at
 /// each point, a legend, a title, labelled axes; the x axis logarithmic when
-/// its range spans decades, the y axis too when its values do.
+/// its range spans a factor of 30 or more (1 to 64 vCPUs, 64 MiB to 64 GiB),
+/// the y axis too when its values do and none is zero.
 struct LinePlot {
     struct Series {
         var label: String
@@ -30,9 +31,9 @@ struct LinePlot {
         var ys = series.flatMap { $0.points.map(\.y) }
         if let reference { ys.append(reference.y) }
         guard let xMin = xs.min(), let xMax = xs.max(), let yMaxValue = ys.max() else { return "" }
-        let logX = xMin > 0 && xMax / xMin >= 100
+        let logX = xMin > 0 && xMax / xMin >= 30
         let positive = ys.filter { $0 > 0 }
-        let logY = ys.allSatisfy { $0 > 0 } && (positive.max()! / positive.min()! >= 100)
+        let logY = ys.allSatisfy { $0 > 0 } && (positive.max()! / positive.min()! >= 30)
         let xScale = Axis(low: xMin, high: xMax, logarithmic: logX, from: Self.plotLeft, to: Self.plotRight)
         let yAxis: Axis
         let yTicks: [Double]
