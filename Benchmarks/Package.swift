@@ -88,5 +88,20 @@ let package = Package(
             ],
             path: "Profiling/HotPathProfile"
         ),
+        // Not a benchmark either: the scaling curves of docs/scaling.md (cost
+        // and memory as guest memory, processes and vCPUs grow), measured in
+        // one run, written as CSV and drawn as SVG by scripts/scaling-plots.sh.
+        .executableTarget(
+            name: "ScalingCurves",
+            dependencies: [
+                "BenchmarkGuests",
+                .product(name: "GuestWorkloads", package: shadowMMUPackage),
+                .product(name: "ScenarioLanguage", package: shadowMMUPackage),
+                .product(name: "ShadowMMU", package: shadowMMUPackage),
+                .product(name: "VirtualMachine", package: shadowMMUPackage),
+                .product(name: "X86Paging", package: shadowMMUPackage),
+            ],
+            path: "Profiling/ScalingCurves"
+        ),
     ]
 )

@@ -2,9 +2,11 @@ import ShadowMMU
 import VirtualMachine
 import X86Paging
 
-/// A one-vCPU `VirtualMachine` under shadow paging running a 4-level or PAE
+/// A `VirtualMachine` under shadow paging (or TDP) running a 4-level or PAE
 /// guest whose tables the benchmark writes with `poke` (no MMU hook, as a
-/// loader would before the pages are first used).
+/// loader would before the pages are first used). One vCPU unless asked for
+/// more; `tables` are vCPU 0's, the others' paging is turned on with tables
+/// of their own (`enablePaging(vcpu:with:)`).
 public final class ShadowGuest {
     public let vm: VirtualMachine
     public var tables: GuestTableBuilder
@@ -16,9 +18,13 @@ public final class ShadowGuest {
     public static let linearBase: UInt64 = 0x4000_0000
 
     /// `mmu`: the hypervisor's MMU mode (shadow paging, or TDP); `roots`: how
-    /// it builds roots without a guest table of their shape.
-    public init(mode: PagingMode, memorySize: UInt64, tableLimit: UInt64 = 8 << 20, mmu: MMUMode = .shadow, roots: RootDesign = .local) {
-        let vm = VirtualMachine(memorySize: memorySize, mode: mmu, rootDesign: roots)
+    /// it builds roots without a guest table of their shape; `vcpus`: how
+    /// many vCPUs the machine has.
+    public init(
+        mode: PagingMode, memorySize: UInt64, tableLimit: UInt64 = 8 << 20, mmu: MMUMode = .shadow, roots: RootDesign = .local,
+        vcpus: Int = 1
+    ) {
+        let vm = VirtualMachine(memorySize: memorySize, vcpuCount: vcpus, mode: mmu, rootDesign: roots)
         self.vm = vm
         self.memorySize = memorySize
         tables = GuestTableBuilder(
@@ -27,9 +33,12 @@ public final class ShadowGuest {
     }
 
     /// Turns paging on with `tables` (after every PDPTE of a PAE guest exists).
-    public func enablePaging() {
+    public func enablePaging() { enablePaging(vcpu: 0, with: tables) }
+
+    /// Turns paging on in vCPU `vcpu` with `tables`.
+    public func enablePaging(vcpu: Int, with tables: GuestTableBuilder) {
         for (register, value) in tables.pagingOn {
-            precondition(vm.writeRegister(vcpu: 0, register, value), "the guest's \(register) write was refused")
+            precondition(vm.writeRegister(vcpu: vcpu, register, value), "vCPU \(vcpu)'s \(register) write was refused")
         }
     }
 
@@ -38,9 +47,13 @@ public final class ShadowGuest {
 
     /// A read of 8 bytes at `address` that must complete.
     @inlinable
-    public func read(_ address: UInt64) -> UInt64 {
-        guard case .completed(_, let value?) = vm.access(vcpu: 0, address, .read, width: 8) else {
-            preconditionFailure("benchmark guest: the read at \(address.hex) did not complete")
+    public func read(_ address: UInt64) -> UInt64 { read(vcpu: 0, address) }
+
+    /// A read of 8 bytes at `address` by vCPU `vcpu` that must complete.
+    @inlinable
+    public func read(vcpu: Int, _ address: UInt64) -> UInt64 {
+        guard case .completed(_, let value?) = vm.access(vcpu: vcpu, address, .read, width: 8) else {
+            preconditionFailure("benchmark guest: vCPU \(vcpu)'s read at \(address.hex) did not complete")
         }
         return value
     }
