@@ -60,7 +60,7 @@ public final class HostMemory: PhysicalMemory {
         tableFramesInUse -= 1
     }
 
-    @inlinable
+    @inlinable @inline(__always)
     public func load(_ address: UInt64, width: Int) -> UInt64 {
         let value = storage.load(address, width: width)
         // Cheap filter first: only a poison-looking value can come from a freed frame.

@@ -41,6 +41,7 @@ public struct Memslot: Hashable, Sendable {
 public final class GuestMemory: PhysicalMemory {
     public let host: HostMemory
     public let slots: [Memslot]
+    @usableFromInline let firstSlot: Memslot
     public let size: UInt64
     /// Dirty logging (KVM_MEM_LOG_DIRTY_PAGES on every slot).
     public private(set) var dirtyLogging = false
@@ -57,6 +58,7 @@ public final class GuestMemory: PhysicalMemory {
         self.host = host
         self.size = size
         slots = [Memslot(baseGFN: 0, pageCount: size >> 12, hostBase: HostMemory.guestRAMBase)]
+        firstSlot = slots[0]
     }
 
     @inlinable
@@ -72,9 +74,12 @@ public final class GuestMemory: PhysicalMemory {
         return slot.hostFrame(of: gpa >> 12) << 12 | gpa & 0xfff
     }
 
-    /// The guest physical address a host physical address backs, if any.
+    /// The guest physical address a host physical address backs, if any
+    /// (every TLB hit asks: the first slot is tried without the array).
+    @inlinable @inline(__always)
     public func guestAddress(ofHost hpa: UInt64) -> UInt64? {
-        for slot in slots {
+        if let gfn = firstSlot.guestFrame(ofHostFrame: hpa >> 12) { return gfn << 12 | hpa & 0xfff }
+        for slot in slots.dropFirst() {
             if let gfn = slot.guestFrame(ofHostFrame: hpa >> 12) { return gfn << 12 | hpa & 0xfff }
         }
         return nil

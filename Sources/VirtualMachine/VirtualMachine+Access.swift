@@ -67,15 +67,24 @@ extension VirtualMachine {
     /// (a PAE root for guests without long mode), so its registers decide alone.
     @inline(__always)
     func tlbHit(_ index: Int, _ address: UInt64, _ access: MemoryAccess, width: Int, value: UInt64?) -> GuestAccessResult? {
-        let vcpu = vcpus[index]
-        guard !mmu.mode.isTDP, let hardware = vcpu.hardware, hardware.mode.isCanonical(address) else { return nil }
-        let linear = hardware.linearAddress(address)
-        guard let entry = vcpu.tlb.lookup(linear, pcid: 0), entry.permits(access, under: hardware) else { return nil }
-        let hpa = entry.physicalAddress(of: linear)
+        guard !mmu.mode.isTDP,
+              let hpa = Unmanaged.passUnretained(vcpus[index])._withUnsafeGuaranteedRef({ hardwareTLBHit($0, address, access) })
+        else { return nil }
         guard let gpa = memory.guestAddress(ofHost: hpa) else { return nil }
         counters.accesses += 1
         counters.hardwareTLBHits += 1
         return complete(access, gpa: gpa, hpa: hpa, width: width, value: value)
+    }
+
+    /// The host address a hit in `vcpu`'s hardware TLB gives `address`, if the
+    /// entry there permits `access`. Nothing here calls out, so the vCPU is
+    /// only borrowed: the hit costs no reference counting.
+    @inline(__always)
+    func hardwareTLBHit(_ vcpu: VCPU, _ address: UInt64, _ access: MemoryAccess) -> UInt64? {
+        guard let hardware = vcpu.hardware, hardware.mode.isCanonical(address) else { return nil }
+        let linear = hardware.linearAddress(address)
+        guard let entry = vcpu.tlb.lookup(linear, pcid: 0), entry.permits(access, under: hardware) else { return nil }
+        return entry.physicalAddress(of: linear)
     }
 
     /// `access`, recording every entry, walk and exit.
@@ -350,6 +359,7 @@ extension VirtualMachine {
     }
 
     /// Moves the data of an access the hardware translated to `hpa`.
+    @inline(__always)
     func complete(_ access: MemoryAccess, gpa: UInt64, hpa: UInt64, width: Int, value: UInt64?) -> GuestAccessResult {
         switch access.kind {
         case .read:
