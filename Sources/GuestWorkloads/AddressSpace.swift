@@ -9,7 +9,7 @@ final class AddressSpace {
     /// Frames of the user-half tables below `top` that this space owns.
     var userTables: Set<UInt64> = []
     /// User mappings by page address (a huge page by its base).
-    var mappings: [UInt64: UserMapping] = [:]
+    @exclusivity(unchecked) var mappings: [UInt64: UserMapping] = [:]
 
     init(id: Int, top: UInt64) {
         self.id = id

@@ -18,12 +18,12 @@ public final class ScenarioRecorder {
     /// Whether commands are written down (off when only the counters are wanted).
     public let recording: Bool
     /// Every command executed, in order (kept only while recording).
-    public private(set) var actions: [Action] = []
+    @exclusivity(unchecked) public private(set) var actions: [Action] = []
     /// Commands executed (recorded or not), `expect` lines excluded.
-    public private(set) var commandCount = 0
-    public private(set) var accessCount = 0
-    private var lines: [String] = []
-    private var currentVCPU = 0
+    @exclusivity(unchecked) public private(set) var commandCount = 0
+    @exclusivity(unchecked) public private(set) var accessCount = 0
+    @exclusivity(unchecked) private var lines: [String] = []
+    @exclusivity(unchecked) private var currentVCPU = 0
 
     /// A recorder over a fresh machine of `configuration` under `mmu`;
     /// `header` lines become comments at the top of the text.

@@ -7,8 +7,8 @@ import ScenarioLanguage
 /// go to `backing` directly and are not guest writes.
 public final class LoggedMemory: PhysicalMemory {
     public let backing: SparseMemory
-    public private(set) var isLogging = false
-    private var written: Set<UInt64> = []
+    @exclusivity(unchecked) public private(set) var isLogging = false
+    @exclusivity(unchecked) private var written: Set<UInt64> = []
 
     public init(size: UInt64) {
         backing = SparseMemory(size: size)

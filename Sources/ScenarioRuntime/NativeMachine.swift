@@ -14,7 +14,7 @@ public final class NativeMachine: GuestMachine {
     public private(set) var l1Paging: [NestedPaging?]
 
     public func l1Paging(vcpu: Int) -> NestedPaging? { l1Paging[vcpu] }
-    private var counters = Counters()
+    @exclusivity(unchecked) private var counters = Counters()
 
     struct Counters {
         var accesses = 0
