@@ -71,11 +71,22 @@ struct Fuzz: ParsableCommand {
         transform: NumericOption.parser(1...256))
     var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
 
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Run only shard K of N of the campaign (1 <= K <= N <= \(CampaignShard.maximumCount)): the campaign's guests, in order, cut into N contiguous ranges; 'shadowmmu merge' adds the shards' --json outputs up.",
+            valueName: "K/N"),
+        transform: ShardOption.parse)
+    var shard: CampaignShard = .whole
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         if let mode, !GuestFamily.all.contains(where: { $0.description == mode }) {
             throw ValidationError("expected a mode among \(GuestFamily.all.map(\.description).joined(separator: ", ")), found '\(mode)'")
+        }
+        if kvm, !shard.isWhole {
+            throw ValidationError("--shard cuts the model's campaign; --kvm runs its own guests one mode after the other: pass one of them")
         }
         guard seed <= UInt64.max - count else {
             throw ValidationError("--seed \(seed) with --count \(count) runs past the last seed (2^64 - 1): pass a --seed of at most \(UInt64.max - count)")
@@ -139,9 +150,14 @@ struct Fuzz: ParsableCommand {
         let campaign = FuzzCampaign(
             families: families, firstSeed: seed, count: count, length: length, regressions: regression.regressions, fixes: fix.fixes,
             configurations: roots.configurations)
+        let ordinals = shard.ordinals(of: campaign.totalGuests)
+        var done = 0
         try campaign.run(
-            jobs: jobs,
-            before: { mode, seed, _ in progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count)) },
+            jobs: jobs, shard: shard,
+            before: { mode, _, _ in
+                progress.update("fuzz \(mode)", done: done, total: ordinals.count)
+                done += 1
+            },
             generated: { text, name in try saveGenerated(text, name: name) }
         ) { guest in
             let name = guest.name
@@ -186,30 +202,17 @@ struct Fuzz: ParsableCommand {
             return .proceed
         }
         progress.clear()
-        var total = VerdictTally()
-        for tally in tallies { total.merge(tally) }
-        if json {
-            for (mode, tally) in zip(families, tallies) {
-                stdout.writeLine(JSONValue.object([("mode", .string(mode.description)), ("summary", tally.json)]).encoded)
-            }
-            stdout.writeLine(JSONValue.object([("summary", total.json)]).encoded)
-        } else {
-            for (mode, tally) in zip(families, tallies) where !output.quiet || tally.passes < count {
-                stdout.writeLine("\(mode): \(Self.summary(tally))")
-            }
-            if families.count > 1, !output.quiet || total.passes < total.total {
-                stdout.writeLine("every mode: \(Self.summary(total))")
-            }
-        }
+        let summary = FuzzSummary(campaign: identity(of: families), shard: shard, tallies: tallies)
+        for line in summary.lines(json: json, quiet: output.quiet) { stdout.writeLine(line) }
         stdout.flush()
-        if total.failures > 0 || (strict.strict && total.deviationCount > 0) { throw ExitCode(1) }
+        if summary.failed { throw ExitCode(1) }
     }
 
-    /// "P/N guests match the reference", and when not all do,
-    /// ", D deviation (NAME×k, …), F FAIL".
-    static func summary(_ tally: VerdictTally) -> String {
-        var text = "\(tally.passes)/\(tally.total) guests match the reference"
-        if tally.passes < tally.total { text += ", \(tally.deviationPart), \(tally.failures) FAIL" }
-        return text
+    /// The campaign these options run, as its summary names it.
+    func identity(of families: [GuestFamily]) -> FuzzCampaignIdentity {
+        FuzzCampaignIdentity(
+            seed: seed, count: count, length: length, modes: families.map(\.description), roots: roots.roots.rawValue,
+            regressions: Regression.allCases.filter(regression.regressions.contains).map(\.rawValue),
+            fixes: Deviation.allCases.filter(fix.fixes.contains).map(\.rawValue), strict: strict.strict)
     }
 }
