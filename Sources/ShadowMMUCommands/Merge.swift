@@ -82,7 +82,9 @@ struct Merge: ParsableCommand {
                 continue
             }
             if summary.shard.count != count {
-                problem(shard.shardColumn, "expected a shard of \(count) like \(first.path)'s, found shard \(summary.shard) (shards must cut the campaign the same number of ways)")
+                let expected = count == 1 ? "no other file, \(first.path) being the whole campaign" : "a shard of \(count) like \(first.path)'s"
+                let found = summary.shard.isWhole ? "the whole campaign" : "shard \(summary.shard)"
+                problem(shard.shardColumn, "expected \(expected), found \(found) (shards must cut the campaign the same number of ways)")
                 continue
             }
             if let earlier = holder[summary.shard.index] {
