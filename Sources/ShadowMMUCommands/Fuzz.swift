@@ -23,6 +23,7 @@ struct Fuzz: ParsableCommand {
             Examples:
               shadowmmu fuzz --count 200
               shadowmmu fuzz --mode pae --seed 5000 --count 1000 --length 400 --save-failures /tmp/fuzz
+              shadowmmu fuzz --seed 5000 --count 1000 --json --shard 2/8 > shard-2.jsonl
             """
     )
 

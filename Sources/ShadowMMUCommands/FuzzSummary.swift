@@ -102,11 +102,18 @@ struct FuzzSummary {
         let showsTotal = !quiet || total.passes < total.total
         if campaign.modes.count > 1, showsTotal { lines.append("every mode: \(Self.summary(total))") }
         if !shard.isWhole, showsTotal {
-            let ordinals = ordinals
-            let guests = ordinals.isEmpty ? "no guest" : "guests \(ordinals.lowerBound + 1) to \(ordinals.upperBound)"
-            lines.append("shard \(shard) of the campaign: \(guests) of \(campaign.totalGuests)")
+            lines.append("shard \(shard) of the campaign: \(Self.guests(ordinals)) of \(campaign.totalGuests)")
         }
         return lines
+    }
+
+    /// "guests 5 to 8", "guest 5" or "no guest": `ordinals` (from 0) counted from 1.
+    static func guests(_ ordinals: Range<UInt64>) -> String {
+        switch ordinals.count {
+        case 0: "no guest"
+        case 1: "guest \(ordinals.upperBound)"
+        default: "guests \(ordinals.lowerBound + 1) to \(ordinals.upperBound)"
+        }
     }
 
     /// "P/N guests match the reference", and when not all do,

@@ -29,10 +29,15 @@ struct Merge: ParsableCommand {
     @Flag(help: "Print the campaign's summary as fuzz --json does: one object per mode, then the summary object (docs/commands.md#json-output).")
     var json = false
 
-    @OptionGroup var output: OutputOptions
+    @Flag(name: .shortAndLong, help: "Print only the summary lines of modes where not every guest passed, as fuzz --quiet does.")
+    var quiet = false
+
+    @Flag(name: .shortAndLong, help: "Also name each file's shard and its guests on standard error.")
+    var verbose = false
 
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("expected the output of every shard, e.g. shadowmmu merge shard-*.jsonl") }
+        if quiet && verbose { throw ValidationError("--quiet and --verbose exclude each other: pass at most one of them") }
     }
 
     func run() throws {
@@ -43,14 +48,14 @@ struct Merge: ParsableCommand {
         }
         var merged: FuzzSummary?
         if problems.isEmpty {
-            do throws(Refusal) { merged = try Self.merge(shards, verbose: output.verbose) } catch { problems = error.problems }
+            do throws(Refusal) { merged = try Self.merge(shards, verbose: verbose) } catch { problems = error.problems }
         }
         guard let merged else {
             for problem in problems { OutputStream.standardError.writeLine(problem.description) }
             throw ExitCode(2)
         }
         let stdout = OutputStream.standardOutput
-        for line in merged.lines(json: json, quiet: output.quiet) { stdout.writeLine(line) }
+        for line in merged.lines(json: json, quiet: quiet) { stdout.writeLine(line) }
         stdout.flush()
         if merged.failed { throw ExitCode(1) }
     }
@@ -94,16 +99,15 @@ struct Merge: ParsableCommand {
             holder[summary.shard.index] = shard
             for index in tallies.indices { tallies[index].merge(summary.tallies[index]) }
             if verbose {
-                let ordinals = summary.ordinals
                 OutputStream.standardError.writeLine(
-                    "merge: \(shard.path): shard \(summary.shard), guests \(ordinals.lowerBound + 1) to \(ordinals.upperBound) of \(campaign.totalGuests)")
+                    "merge: \(shard.path): shard \(summary.shard), \(FuzzSummary.guests(summary.ordinals)) of \(campaign.totalGuests)")
             }
         }
         if problems.isEmpty {
             let missing = (1...count).lazy.filter { holder[$0] == nil }
             let shown = missing.prefix(10).map { index -> String in
                 let ordinals = CampaignShard(index: index, count: count)!.ordinals(of: campaign.totalGuests)
-                return ordinals.isEmpty ? "\(index)/\(count) (no guest)" : "\(index)/\(count) (guests \(ordinals.lowerBound + 1) to \(ordinals.upperBound))"
+                return "\(index)/\(count) (\(FuzzSummary.guests(ordinals)))"
             }
             if !shown.isEmpty {
                 let more = missing.count - shown.count

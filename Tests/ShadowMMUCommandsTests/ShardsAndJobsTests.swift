@@ -115,6 +115,16 @@ import Testing
         }
     }
 
+    /// docs/commands/merge.md merges these files: they must stay what fuzz prints.
+    @Test func theShippedShardOutputsAreWhatFuzzPrints() throws {
+        for index in 1...3 {
+            let path = "examples/shards/pae-\(index)-of-3.jsonl"
+            let shipped = try String(contentsOf: packageRoot.appendingPathComponent(path), encoding: .utf8)
+            let printed = try shadowmmu(["fuzz", "--mode", "pae", "--count", "3", "--length", "30", "--seed", "8", "--json", "--shard", "\(index)/3"])
+            #expect(printed.stdout == shipped, "\(path) is not what fuzz prints now; write it again with that command:\n\(printed.stdout)")
+        }
+    }
+
     @Test(arguments: [("0/3", "found shard 0 of 3"), ("4/3", "found shard 4 of 3"), ("a/b", "found 'a' for K"), ("3", "found no '/'"), ("1/1000001", "found N larger")])
     func aBadShardIsRefusedNamingTheOption(_ shard: String, _ found: String) throws {
         let result = try shadowmmu(["fuzz", "--count", "1", "--shard", shard])
