@@ -52,25 +52,38 @@ public struct ConcurrentWindow: Sendable {
     private func performAll<Item: Sendable, Outcome>(_ batch: [Item], _ perform: @Sendable (Item) -> Outcome) -> [Outcome] {
         guard batch.count > 1 else { return batch.map(perform) }
         let slots = OutcomeSlots<Outcome>(count: batch.count)
-        // `workers` threads, each taking every workers-th item: at most
-        // `jobs` items are performed at once.
+        // `workers` threads, each taking the next item not yet taken until
+        // none is left: at most `jobs` items are performed at once, and a
+        // worker that drew short items takes more (a check that meets a
+        // deviation runs again with fixes, several times longer).
         let workers = min(jobs, batch.count)
-        DispatchQueue.concurrentPerform(iterations: workers) { worker in
-            for position in stride(from: worker, to: batch.count, by: workers) { slots.set(position, perform(batch[position])) }
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let position = slots.take() { slots.set(position, perform(batch[position])) }
         }
         return slots.values
     }
 }
 
-/// Outcomes filled in by concurrent workers, one slot each, read after they
-/// have all finished (`concurrentPerform` returns only then). An outcome
+/// Outcomes filled in by concurrent workers, one slot each, handed out in
+/// order and read after they have all finished (`concurrentPerform`
+/// returns only then). An outcome
 /// (a report holding the machine it ran on) need not be `Sendable`: each is
 /// written by one worker and read only after every worker is done.
 private final class OutcomeSlots<Value>: @unchecked Sendable {
     private var slots: [Value?]
+    private var taken = 0
     private let lock = NSLock()
 
     init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    /// The next slot no worker has taken, or nil when every one has been.
+    func take() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard taken < slots.count else { return nil }
+        taken += 1
+        return taken - 1
+    }
 
     func set(_ position: Int, _ value: Value) {
         lock.lock()
