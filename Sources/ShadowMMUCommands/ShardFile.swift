@@ -67,7 +67,7 @@ struct ShardFile {
         }
         let campaignColumn = column(of: "campaign", in: last.text)
         guard let fields = last.object["campaign"] else {
-            throw problem(last.line, 1, "expected a summary with \"campaign\" (printed by fuzz --json), found none: not a fuzz output, or from a version before shards")
+            throw problem(last.line, 1, "expected a summary with \"campaign\" (fuzz --json prints it; check, matrix and fuzz --kvm do not, nor fuzz before shards), found none")
         }
         guard let campaign = FuzzCampaignIdentity(json: fields) else {
             throw problem(last.line, campaignColumn, "expected \"campaign\":{\"seed\",\"count\",\"length\",\"modes\",\"roots\",\"regress\",\"fix\",\"strict\"}, found something else")

@@ -142,13 +142,15 @@ import Testing
         let check = try shadowmmu(["check", "--json", "--roots", "local", "examples/pae.scenario"]).stdout
         let cut = shards[1].split(separator: "\n").dropLast(3).joined(separator: "\n") + "\n"
         let edited = shards[1].replacingOccurrences(of: "{\"mode\":\"4-level\",\"summary\":{\"pass\":1", with: "{\"mode\":\"4-level\",\"summary\":{\"pass\":2")
-        try withFiles(shards + [other, longer, fourWays, check, cut, edited, "# not JSON\n", ""]) { files in
+        try withFiles(shards + [other, longer, fourWays, check, cut, edited, "# not JSON\n", "", String(check.split(separator: "\n").last!) + "\n"]) { files in
             let (s1, s2, s3, other, longer, fourWays, check, cut, edited, text, empty) =
                 (files[0], files[1], files[2], files[3], files[4], files[5], files[6], files[7], files[8], files[9], files[10])
+            let summaryOnly = files[11]
             let cases: [([String], String)] = [
                 ([s1, s2, s3, check], "\(check):1:1: expected a line of fuzz --json output"),
                 ([text], "\(text):1:1: expected a JSON object per line (fuzz --json output), found '# not JSON'"),
                 ([empty], "\(empty):1:1: expected fuzz --json output ending in the campaign's summary"),
+                ([summaryOnly], "\(summaryOnly):1:1: expected a summary with \"campaign\""),
                 ([s1, cut, s3], "\(cut):"),
                 ([s1, edited, s3], "expected the campaign's summary to add up its modes'"),
                 ([s1, other, s3], "\(other):17:"),
