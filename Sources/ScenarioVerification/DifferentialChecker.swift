@@ -116,24 +116,38 @@ public enum DifferentialChecker {
         _ scenario: Scenario, under configurations: [MMUConfiguration] = configurations, audit: AuditLevel? = .full,
         regressions: Set<Regression> = [], fixes: Set<Deviation> = []
     ) throws(ScenarioError) -> [Report] {
+        try requireReference(scenario)
+        return configurations.compactMap { check(scenario, under: $0, audit: audit, regressions: regressions, fixes: fixes) }
+    }
+
+    /// Throws the reason `scenario` cannot run under the reference (`mmu
+    /// native`), which every check needs; `check(_:under:…)` for one
+    /// configuration leaves it to the caller, once per scenario.
+    public static func requireReference(_ scenario: Scenario) throws(ScenarioError) {
         var reference = scenario
         reference.mmu = .native
-        _ = try ScenarioRunner(reference)  // the scenario must at least run natively
-        var reports: [Report] = []
-        for configuration in configurations where rootDesignMatters(scenario, configuration) {
-            var variant = scenario
-            variant.mmu = configuration
-            guard let run = run(variant, audit: audit, regressions: regressions, fixes: fixes) else { continue }  // cannot run it
-            var report = Report(
-                configuration: configuration, mismatches: run.mismatches.map(\.text),
-                firstMismatchLine: run.mismatches.first?.line, auditFailures: run.auditFailures,
-                machine: run.machine, verdict: .pass)
-            if !report.passed {
-                report.verdict = classify(variant, audit: audit, regressions: regressions, fixes: fixes)
-            }
-            reports.append(report)
+        _ = try ScenarioRunner(reference)
+    }
+
+    /// Checks `scenario` under one configuration (after `requireReference`);
+    /// nil when the configuration cannot run it, or its root design cannot
+    /// matter to it (`rootDesignMatters`): `check` leaves such runs out.
+    public static func check(
+        _ scenario: Scenario, under configuration: MMUConfiguration, audit: AuditLevel? = .full,
+        regressions: Set<Regression> = [], fixes: Set<Deviation> = []
+    ) -> Report? {
+        guard rootDesignMatters(scenario, configuration) else { return nil }
+        var variant = scenario
+        variant.mmu = configuration
+        guard let run = run(variant, audit: audit, regressions: regressions, fixes: fixes) else { return nil }  // cannot run it
+        var report = Report(
+            configuration: configuration, mismatches: run.mismatches.map(\.text),
+            firstMismatchLine: run.mismatches.first?.line, auditFailures: run.auditFailures,
+            machine: run.machine, verdict: .pass)
+        if !report.passed {
+            report.verdict = classify(variant, audit: audit, regressions: regressions, fixes: fixes)
         }
-        return reports
+        return report
     }
 
     /// The order in which single fixes are tried, narrowest first: a broad fix

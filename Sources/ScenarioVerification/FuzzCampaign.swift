@@ -1,5 +1,3 @@
-import Dispatch
-import Foundation
 import ScenarioLanguage
 import ShadowMMU
 
@@ -54,84 +52,61 @@ public struct FuzzCampaign: Sendable {
     }
 
     /// Whether the campaign goes on after a guest.
-    public enum Next: Sendable { case proceed, stop }
+    public typealias Next = ConcurrentWindow.Next
 
-    /// Generates and checks every guest in order, handing each to `visit`
-    /// (which may stop the campaign). `before` is called with each guest's
-    /// family, seed and name before it is generated (progress, saving).
+    /// Guests in the whole campaign: `count` seeds of every family.
+    public var totalGuests: UInt64 { count * UInt64(families.count) }
+
+    /// Generates and checks every guest of `shard` in campaign order, handing
+    /// each to `visit` (which may stop the campaign), with up to `jobs`
+    /// guests generated and checked at once (`ConcurrentWindow`: the visits
+    /// are those of one job, only sooner). `before` is called with each
+    /// guest's family, seed and name (progress), `generated` with its text
+    /// and name (saving), both in campaign order.
     public func run(
         jobs: Int = 1,
+        shard: CampaignShard = .whole,
         before: (GuestFamily, UInt64, String) throws -> Void = { _, _, _ in },
         generated: (String, String) throws -> Void = { _, _ in },
         visit: (Guest) throws -> Next
     ) throws {
-        // Guests in campaign order: (ordinal, family index, seed).
         let families = families
-        let work = (firstSeed..<(firstSeed + count)).lazy.flatMap { seed in families.indices.lazy.map { (seed, $0) } }
-        var iterator = work.makeIterator()
-        var ordinal = 0
-        // With several jobs, a window of guests is generated and checked at
-        // once, then visited in order: the visits (and so the output) are
-        // those of one job, only sooner.
-        let window = jobs <= 1 ? 1 : jobs * 4
-        while true {
-            var batch: [(ordinal: Int, seed: UInt64, index: Int)] = []
-            while batch.count < window, let (seed, index) = iterator.next() {
-                ordinal += 1
-                batch.append((ordinal, seed, index))
-            }
-            guard !batch.isEmpty else { return }
-            if window == 1, let item = batch.first {
-                // One job: told of the guest before it is generated (progress, as before).
-                try before(families[item.index], item.seed, Self.name(families[item.index], item.seed))
-            }
-            let results = check(batch, jobs: jobs)
-            for (item, result) in zip(batch, results) {
-                let family = families[item.index]
-                if window > 1 { try before(family, item.seed, result.name) }
-                try generated(result.text, result.name)
-                let guest = Guest(
-                    ordinal: item.ordinal, family: family, familyIndex: item.index, seed: item.seed, name: result.name, text: result.text,
-                    reports: try result.reports.get())
-                if try visit(guest) == .stop { return }
-            }
+        let firstSeed = firstSeed
+        // Guest k (from 0) is family k % families.count with seed
+        // firstSeed + k / families.count, whichever shard runs it.
+        let ordinals = shard.ordinals(of: totalGuests).lazy.map { ordinal in
+            (ordinal: Int(ordinal) + 1, seed: firstSeed + ordinal / UInt64(families.count), index: Int(ordinal % UInt64(families.count)))
+        }
+        let campaign = self
+        try ConcurrentWindow(jobs: jobs).run(
+            ordinals,
+            announce: { item in try before(families[item.index], item.seed, Self.name(families[item.index], item.seed)) },
+            perform: { item in campaign.generateAndCheck(families[item.index], seed: item.seed) }
+        ) { item, result in
+            try generated(result.text, result.name)
+            let guest = Guest(
+                ordinal: item.ordinal, family: families[item.index], familyIndex: item.index, seed: item.seed, name: result.name,
+                text: result.text, reports: try result.reports.get())
+            return try visit(guest)
         }
     }
 
     /// "fuzz-MODE-SEED.scenario".
     static func name(_ family: GuestFamily, _ seed: UInt64) -> String { "fuzz-\(family)-\(seed).scenario" }
 
-    /// Generates and checks `batch`, on up to `jobs` threads, results in
-    /// the batch's order.
-    private func check(
-        _ batch: [(ordinal: Int, seed: UInt64, index: Int)], jobs: Int
-    ) -> [(name: String, text: String, reports: Result<[DifferentialChecker.Report], ScenarioError>)] {
-        let results = ResultSlots<(name: String, text: String, reports: Result<[DifferentialChecker.Report], ScenarioError>)>(count: batch.count)
-        let campaign = self
-        let one: @Sendable (Int) -> Void = { position in
-            let item = batch[position]
-            let family = campaign.families[item.index]
-            let name = Self.name(family, item.seed)
-            let text = family.generate(seed: item.seed, length: campaign.length)
-            let reports = Result { () throws(ScenarioError) in
-                try DifferentialChecker.check(
-                    try ScenarioParser.parse(text, fileName: name), under: campaign.configurations,
-                    regressions: campaign.regressions, fixes: campaign.fixes)
-            }
-            results.set(position, (name, text, reports))
+    /// One guest generated and run through the differential checker.
+    private func generateAndCheck(
+        _ family: GuestFamily, seed: UInt64
+    ) -> (name: String, text: String, reports: Result<[DifferentialChecker.Report], ScenarioError>) {
+        let name = Self.name(family, seed)
+        let text = family.generate(seed: seed, length: length)
+        let reports = Result { () throws(ScenarioError) in
+            try DifferentialChecker.check(
+                try ScenarioParser.parse(text, fileName: name), under: configurations, regressions: regressions, fixes: fixes)
         }
-        if batch.count == 1 {
-            for position in batch.indices { one(position) }
-        } else {
-            // `jobs` workers, each taking every jobs-th guest of the batch:
-            // at most `jobs` guests are checked at once, whatever the cores.
-            let workers = min(jobs, batch.count)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                for position in stride(from: worker, to: batch.count, by: workers) { one(position) }
-            }
-        }
-        return results.values
+        return (name, text, reports)
     }
+
     /// Whether `candidate` (a shrunk guest) still fails under this campaign's
     /// settings: the minimizer's test.
     public func stillFails(_ candidate: String, name: String, strict: Bool) -> Bool {
@@ -151,21 +126,4 @@ public struct FuzzCampaign: Sendable {
         }
         return found
     }
-}
-
-/// Results filled in by concurrent workers, one slot each, read after they
-/// have all finished (`concurrentPerform` returns only then).
-private final class ResultSlots<Value>: @unchecked Sendable {
-    private var slots: [Value?]
-    private let lock = NSLock()
-
-    init(count: Int) { slots = Array(repeating: nil, count: count) }
-
-    func set(_ position: Int, _ value: Value) {
-        lock.lock()
-        slots[position] = value
-        lock.unlock()
-    }
-
-    var values: [Value] { slots.map { $0! } }
 }

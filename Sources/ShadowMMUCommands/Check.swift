@@ -22,7 +22,7 @@ struct Check: ParsableCommand {
 
             Examples:
               shadowmmu check examples/pae.scenario
-              shadowmmu check examples/*.scenario
+              shadowmmu check examples/*.scenario --jobs 2
             """
     )
 
@@ -40,45 +40,68 @@ struct Check: ParsableCommand {
     @Flag(help: "Print JSON Lines: one object per file and configuration, then a summary object (docs/commands.md#json-output).")
     var json = false
 
+    @Option(
+        parsing: .unconditional,
+        help: "Files and configurations checked at once, 1 to 256 (default: this machine's cores); the output is the same as with --jobs 1, in the same order.",
+        transform: NumericOption.parser(1...256))
+    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
+
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("expected at least one scenario file, e.g. shadowmmu check examples/*.scenario") }
     }
 
+    /// One run to check: a file under one configuration, or a file that
+    /// cannot be used (reported, when its turn comes, as exit status 2).
+    enum FileRun: Sendable {
+        case configuration(file: Int, Scenario, MMUConfiguration)
+        case unusable(file: Int, ScenarioError)
+
+        var file: Int {
+            switch self {
+            case .configuration(let file, _, _), .unusable(let file, _): file
+            }
+        }
+    }
+
+    /// Every file's runs, in the order of the files and the configurations:
+    /// a file is read and parsed when the window reaches it.
+    func fileRuns() -> some Sequence<FileRun> {
+        let configurations = roots.configurations
+        return files.indices.lazy.flatMap { index -> [FileRun] in
+            do throws(ScenarioError) {
+                let scenario = try ScenarioFile.load(files[index])
+                try DifferentialChecker.requireReference(scenario)
+                return configurations.map { .configuration(file: index, scenario, $0) }
+            } catch {
+                return [.unusable(file: index, error)]
+            }
+        }
+    }
+
     func run() throws {
         let stdout = OutputStream.standardOutput
         let progress = output.progressLine()
         var tally = VerdictTally()
-        for (index, file) in files.enumerated() {
-            progress.update("check \(file)", done: index, total: files.count)
-            let reports: [DifferentialChecker.Report]
-            do {
-                reports = try DifferentialChecker.check(
-                    try ScenarioFile.load(file), under: roots.configurations, regressions: regression.regressions, fixes: fix.fixes)
-            } catch {
+        let (regressions, fixes) = (regression.regressions, fix.fixes)
+        try ConcurrentWindow(jobs: jobs).run(
+            fileRuns(),
+            announce: { run in progress.update("check \(files[run.file])", done: run.file, total: files.count) },
+            perform: { run -> DifferentialChecker.Report? in
+                guard case .configuration(_, let scenario, let configuration) = run else { return nil }
+                return DifferentialChecker.check(scenario, under: configuration, regressions: regressions, fixes: fixes)
+            }
+        ) { run, report in
+            if case .unusable(_, let error) = run {
                 progress.clear()
                 stdout.flush()
                 OutputStream.standardError.writeLine(error.description)
                 throw ExitCode(2)
             }
-            for report in reports {
-                tally.add([report.verdict], at: file)
-                if json {
-                    let fields = VerdictJSON.report(
-                        report, file: file, regressions: regression.regressions, fixes: fix.fixes, strict: strict.strict)
-                    stdout.writeLine(JSONValue.object(fields).encoded)
-                    continue
-                }
-                guard !output.quiet || report.verdict != .pass else { continue }
-                stdout.writeLine("\(report.verdict)  \(file)  \(report.configuration)")
-                for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
-                if report.isFailure(strict: strict.strict) {
-                    for line in Reproduction.lines(
-                        file: file, configuration: report.configuration, line: report.firstMismatchLine,
-                        regressions: regression.regressions, fixes: fix.fixes) { stdout.writeLine("      \(line)") }
-                }
-            }
+            guard let report else { return .proceed }  // the configuration cannot run this file
+            printReport(report, of: files[run.file], into: &tally, on: stdout)
+            return .proceed
         }
         progress.clear()
         if json {
@@ -89,280 +112,28 @@ struct Check: ParsableCommand {
         stdout.flush()
         if tally.failures > 0 || (strict.strict && tally.deviationCount > 0) { throw ExitCode(1) }
     }
+
+    /// Counts one file's run under one configuration and prints it.
+    func printReport(_ report: DifferentialChecker.Report, of file: String, into tally: inout VerdictTally, on stdout: OutputStream) {
+        tally.add([report.verdict], at: file)
+        if json {
+            let fields = VerdictJSON.report(report, file: file, regressions: regression.regressions, fixes: fix.fixes, strict: strict.strict)
+            stdout.writeLine(JSONValue.object(fields).encoded)
+            return
+        }
+        guard !output.quiet || report.verdict != .pass else { return }
+        stdout.writeLine("\(report.verdict)  \(file)  \(report.configuration)")
+        for line in report.mismatches + report.auditFailures { stdout.writeLine("      \(line)") }
+        if report.isFailure(strict: strict.strict) {
+            for line in Reproduction.lines(
+                file: file, configuration: report.configuration, line: report.firstMismatchLine,
+                regressions: regression.regressions, fixes: fix.fixes) { stdout.writeLine("      \(line)") }
+        }
+    }
 }
 
 /// `--strict`: count a deviation of KVM's as a failure.
 struct StrictOption: ParsableArguments {
     @Flag(help: "Count a KVM deviation (a difference that --fix removes) as a failure, for the exit status too.")
     var strict = false
-}
-
-/// Verdicts counted: passes, deviations by name, failures. An item (a
-/// file's configuration for `check`, a guest for `fuzz`) fails if one of its
-/// verdicts does, else is a deviation if one of them is, else passes.
-struct VerdictTally {
-    var passes = 0
-    var failures = 0
-    /// Items whose worst verdict is a deviation.
-    var deviationCount = 0
-    /// By deviation name; an item counts once for each deviation it shows
-    /// (a set that had to be fixed together counts for each of its members).
-    var deviations: [String: Int] = [:]
-    /// Where each deviation name was first counted (a guest's name, a file).
-    var firstSeen: [String: String] = [:]
-
-    var total: Int { passes + failures + deviationCount }
-
-    mutating func add(_ verdicts: [DifferentialChecker.Verdict], at place: String = "") {
-        switch Self.worst(verdicts) {
-        case .fail:
-            failures += 1
-        case .pass:
-            passes += 1
-        case .deviation(let set):
-            deviationCount += 1
-            for name in set.map(\.rawValue) {
-                deviations[name, default: 0] += 1
-                if firstSeen[name] == nil { firstSeen[name] = place }
-            }
-        }
-    }
-
-    /// An item's verdict: a failure if one of its verdicts is, else the
-    /// deviations they showed together, else a pass.
-    static func worst(_ verdicts: [DifferentialChecker.Verdict]) -> DifferentialChecker.Verdict {
-        if verdicts.contains(.fail) { return .fail }
-        var deviations: Set<Deviation> = []
-        for case .deviation(let set) in verdicts { deviations.formUnion(set) }
-        return deviations.isEmpty ? .pass : .deviation(deviations)
-    }
-
-    mutating func merge(_ other: VerdictTally) {
-        passes += other.passes
-        failures += other.failures
-        deviationCount += other.deviationCount
-        for (name, count) in other.deviations { deviations[name, default: 0] += count }
-        for (name, place) in other.firstSeen where firstSeen[name] == nil { firstSeen[name] = place }
-    }
-
-    /// "efer-nx-forced×2, cr0-wp-emulation-smap×1", in `Deviation.allCases` order.
-    var deviationList: String {
-        func rank(_ name: String) -> Int {
-            Deviation.allCases.firstIndex { $0.rawValue == name } ?? Deviation.allCases.count
-        }
-        return deviations.keys.sorted { (rank($0), $0) < (rank($1), $1) }.map { "\($0)×\(deviations[$0]!)" }.joined(separator: ", ")
-    }
-
-    /// "N deviation (NAME×k, …)" or "0 deviation".
-    var deviationPart: String { deviations.isEmpty ? "0 deviation" : "\(deviationCount) deviation (\(deviationList))" }
-
-    /// "N pass, N deviation (NAME×k, …), N FAIL".
-    var summary: String { "\(passes) pass, \(deviationPart), \(failures) FAIL" }
-}
-
-/// `shadowmmu fuzz`: random guests through the differential checker.
-struct Fuzz: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        abstract: "Generate random guests in every paging mode and check each configuration against the reference.",
-        discussion: """
-            Each guest is a scenario in which every page-table change is followed by the \
-            invalidation that makes the outcome unique, so every configuration must match the \
-            reference line for line. A guest that differs only where a KVM deviation is known \
-            (the difference disappears with --fix) counts as that deviation, not as a failure, \
-            unless --strict. A failing guest is written, whole and minimized, to the \
-            --save-failures folder (default ./fuzz-failures) so that it can be replayed with \
-            'shadowmmu check'.
-
-            Examples:
-              shadowmmu fuzz --count 200
-              shadowmmu fuzz --mode pae --seed 5000 --count 1000 --length 400 --save-failures /tmp/fuzz
-            """
-    )
-
-    @Option(help: "Guest paging mode (nonpaging, 32-bit, 32-bit-pse, pae, 4-level, 5-level), or an L1 hypervisor's nested paging for nested guests (npt-32-bit, npt-pae, npt-4-level, npt-5-level, ept-4-level, ept-5-level); every one when omitted.")
-    var mode: String?
-
-    @Option(parsing: .unconditional, help: "Guests per mode, 1 to \(Self.maximumCount). (default: 100)", transform: NumericOption.parser(1...Self.maximumCount))
-    var count: UInt64 = 100
-
-    @Option(parsing: .unconditional, help: "Seed of the first guest; guest k uses seed+k (seed+count at most 2^64). (default: 0)", transform: NumericOption.parser(0...UInt64.max))
-    var seed: UInt64 = 0
-
-    @Option(
-        parsing: .unconditional, help: "Random operations per guest, 1 to \(Self.maximumLength) (memory grows about 400 bytes per operation). (default: 200)",
-        transform: NumericOption.parser(1...Self.maximumLength))
-    var length: Int = 200
-
-    static let maximumCount: UInt64 = 1_000_000_000
-    /// A guest of this length holds about 40 MB (measured: 1M operations
-    /// reach 370 MB, a debug build): the bound keeps a run far from a few GB.
-    static let maximumLength = 100_000
-
-    @OptionGroup var regression: RegressionOption
-
-    @OptionGroup var fix: FixOption
-
-    @OptionGroup var roots: RootsOption
-
-    @OptionGroup var strict: StrictOption
-
-    @Flag(help: "Run the guests the host's KVM can run on /dev/kvm instead, and compare architecture, model and KVM (as 'conform' does).")
-    var kvm = false
-
-    @Option(help: "Folder for failing guests: each is written as found and minimized (the folder is created at the first failure, in a parent that must exist).")
-    var saveFailures = "fuzz-failures"
-
-    @Option(help: "Folder to write every generated guest to, to study or replay them (created if missing, in a parent that must exist).")
-    var saveAll: String?
-
-    @Flag(help: "Print JSON Lines: one object per guest, one summary object per mode, then one for every mode (docs/commands.md#json-output).")
-    var json = false
-
-    @Option(
-        parsing: .unconditional,
-        help: "Guests generated and checked at once, 1 to 256 (default: this machine's cores); the output is the same as with --jobs 1, in the same order.",
-        transform: NumericOption.parser(1...256))
-    var jobs: Int = ProcessInfo.processInfo.activeProcessorCount
-
-    @OptionGroup var output: OutputOptions
-
-    func validate() throws {
-        if let mode, !GuestFamily.all.contains(where: { $0.description == mode }) {
-            throw ValidationError("expected a mode among \(GuestFamily.all.map(\.description).joined(separator: ", ")), found '\(mode)'")
-        }
-        guard seed <= UInt64.max - count else {
-            throw ValidationError("--seed \(seed) with --count \(count) runs past the last seed (2^64 - 1): pass a --seed of at most \(UInt64.max - count)")
-        }
-    }
-
-    /// Checks the output folders before any guest runs, and creates the
-    /// --save-all one; a folder that cannot be used is exit status 2.
-    func prepareFolders(progress: ProgressLine) throws {
-        do {
-            try OutputPath(path: saveFailures, option: "--save-failures").checkFolder()
-            if let saveAll, try OutputPath(path: saveAll, option: "--save-all").createFolder(), output.verbose {
-                progress.message("fuzz: created the folder \(saveAll) for --save-all")
-            }
-        } catch {
-            OutputStream.standardError.writeLine(error.description)
-            throw ExitCode(2)
-        }
-    }
-
-    /// Writes a generated guest to the --save-all folder.
-    func saveGenerated(_ text: String, name: String) throws {
-        guard let saveAll else { return }
-        try writeOrExit { () throws(OutputPath.Problem) in try ScenarioFile.save(text, to: saveAll + "/" + name, option: "--save-all") }
-    }
-
-    /// Runs `write`; a file that cannot be written ends the run with exit status 2.
-    func writeOrExit(_ write: () throws(OutputPath.Problem) -> Void) throws {
-        do { try write() } catch {
-            OutputStream.standardOutput.flush()
-            OutputStream.standardError.writeLine(error.description)
-            throw ExitCode(2)
-        }
-    }
-
-    /// Writes a failing guest to the --save-failures folder, whole and
-    /// minimized to the fewest lines for which `stillFails` holds; returns
-    /// both paths.
-    func saveFailure(_ text: String, name: String, stillFails: (String) -> Bool) throws -> (whole: String, minimized: String, lines: Int) {
-        let minimized = ScenarioMinimizer.minimize(text, stillFails: stillFails)
-        let path = saveFailures + "/" + name
-        let minimizedPath = saveFailures + "/" + name.replacingOccurrences(of: ".scenario", with: "-min.scenario")
-        try writeOrExit { () throws(OutputPath.Problem) in
-            try OutputPath(path: saveFailures, option: "--save-failures").createFolder()
-            try ScenarioFile.save(text, to: path, option: "--save-failures")
-            try ScenarioFile.save(minimized + "\n", to: minimizedPath, option: "--save-failures")
-        }
-        return (path, minimizedPath, minimized.split(separator: "\n").count)
-    }
-
-    func run() throws {
-        if kvm { return try runOnKVM() }
-        let stdout = OutputStream.standardOutput
-        let progress = output.progressLine()
-        try prepareFolders(progress: progress)
-        let families = GuestFamily.all.filter { mode == nil || $0.description == mode }
-        // Round robin over the families, seed by seed, so that the first guests
-        // already cover every paging mode (a deviation that needs long mode or
-        // PAE is met early); each family's summary follows at the end.
-        var tallies = Array(repeating: VerdictTally(), count: families.count)
-        let campaign = FuzzCampaign(
-            families: families, firstSeed: seed, count: count, length: length, regressions: regression.regressions, fixes: fix.fixes,
-            configurations: roots.configurations)
-        try campaign.run(
-            jobs: jobs,
-            before: { mode, seed, _ in progress.update("fuzz \(mode)", done: Int(seed - self.seed), total: Int(count)) },
-            generated: { text, name in try saveGenerated(text, name: name) }
-        ) { guest in
-            let name = guest.name
-            tallies[guest.familyIndex].add(guest.reports.map(\.verdict), at: name)
-            let failed = guest.failures(strict: strict.strict)
-            if json {
-                var fields: [(String, JSONValue)] = [("guest", .string(name)), ("mode", .string(guest.family.description)), ("seed", .number(Int(truncatingIfNeeded: guest.seed)))]
-                fields += VerdictJSON.fields(VerdictTally.worst(guest.reports.map(\.verdict)))
-                if !failed.isEmpty {
-                    let saved = try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
-                    fields += [("saved", .string(saved.whole)), ("minimized", .string(saved.minimized))]
-                }
-                let differing = guest.reports.filter { $0.verdict != .pass }.map {
-                    JSONValue.object(VerdictJSON.report(
-                        $0, file: failed.isEmpty ? nil : saveFailures + "/" + name, regressions: regression.regressions, fixes: fix.fixes, strict: strict.strict))
-                }
-                fields.append(("configurations", .array(differing)))
-                stdout.writeLine(JSONValue.object(fields).encoded)
-                return .proceed
-            }
-            if failed.isEmpty {
-                if output.verbose {
-                    let deviations = guest.reports.filter { $0.verdict != .pass }
-                    if deviations.isEmpty { progress.message("pass \(name)") }
-                    for report in deviations { progress.message("\(report.verdict) \(name) under \(report.configuration)") }
-                }
-                return .proceed
-            }
-            progress.clear()
-            for report in failed {
-                stdout.writeLine("\(report.verdict) \(name) under \(report.configuration)")
-                for line in (report.mismatches + report.auditFailures).prefix(5) { stdout.writeLine("      \(line)") }
-            }
-            // Shrink to the fewest lines that still fail (a deviation does not count, unless --strict).
-            let saved = try saveFailure(guest.text, name: name) { campaign.stillFails($0, name: name, strict: strict.strict) }
-            stdout.writeLine("      written to \(saved.whole), minimized (\(saved.lines) lines) to \(saved.minimized)")
-            if let first = failed.first {
-                for line in Reproduction.lines(
-                    file: saveFailures + "/" + name, configuration: first.configuration, line: first.firstMismatchLine,
-                    regressions: regression.regressions, fixes: fix.fixes) { stdout.writeLine("      \(line)") }
-            }
-            return .proceed
-        }
-        progress.clear()
-        var total = VerdictTally()
-        for tally in tallies { total.merge(tally) }
-        if json {
-            for (mode, tally) in zip(families, tallies) {
-                stdout.writeLine(JSONValue.object([("mode", .string(mode.description)), ("summary", tally.json)]).encoded)
-            }
-            stdout.writeLine(JSONValue.object([("summary", total.json)]).encoded)
-        } else {
-            for (mode, tally) in zip(families, tallies) where !output.quiet || tally.passes < count {
-                stdout.writeLine("\(mode): \(Self.summary(tally))")
-            }
-            if families.count > 1, !output.quiet || total.passes < total.total {
-                stdout.writeLine("every mode: \(Self.summary(total))")
-            }
-        }
-        stdout.flush()
-        if total.failures > 0 || (strict.strict && total.deviationCount > 0) { throw ExitCode(1) }
-    }
-
-    /// "P/N guests match the reference", and when not all do,
-    /// ", D deviation (NAME×k, …), F FAIL".
-    static func summary(_ tally: VerdictTally) -> String {
-        var text = "\(tally.passes)/\(tally.total) guests match the reference"
-        if tally.passes < tally.total { text += ", \(tally.deviationPart), \(tally.failures) FAIL" }
-        return text
-    }
 }

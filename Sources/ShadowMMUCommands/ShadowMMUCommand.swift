@@ -21,7 +21,7 @@ public struct ShadowMMUCommand: ParsableCommand {
               shadowmmu workload fork --mmu shadow
             """,
         version: version,
-        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Matrix.self, Draw.self, Report.self, WorkloadCommand.self, Conform.self, Zoo.self]
+        subcommands: [Run.self, Explain.self, Check.self, Fuzz.self, Merge.self, Matrix.self, Draw.self, Report.self, WorkloadCommand.self, Conform.self, Zoo.self]
     )
 
     public init() {}
