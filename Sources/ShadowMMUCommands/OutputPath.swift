@@ -24,7 +24,9 @@ struct OutputPath {
         guard stat(path, &status) == 0 else { return .missing }
         switch status.st_mode & S_IFMT {
         case S_IFDIR: return .folder
-        case S_IFREG: return .file
+        // A device or a pipe (/dev/null, /dev/stdout, a named pipe) is written
+        // like a file; sockets and block devices are not.
+        case S_IFREG, S_IFCHR, S_IFIFO: return .file
         default: return .other
         }
     }
