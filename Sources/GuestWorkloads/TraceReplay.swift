@@ -93,13 +93,15 @@ public enum TraceReplay {
         memory = max(64 << 20, (memory + (32 << 20) - 1) & ~((32 << 20) - 1))
         memory = min(memory, layout.maximumMemory)
 
-        var counters = Counters()
+        // Shared by the session's closures: in a box, so that the per-record
+        // updates are not the dynamically checked accesses of a captured `var`.
+        let tally = Tally()
         var parseError: ScenarioError?
         let run = Workload.session(
             title: "trace \(survey.fileName)", options: options, memory: memory, hugeFrames: 0, log: log,
             header: ["replay of the memory trace \(survey.fileName) (\(survey.records) records) --mode \(options.mode)",
                      "written by `shadowmmu workload --trace`: each access followed by its result"],
-            trace: { counters.all }
+            trace: { tally.counters.all }
         ) { kernel throws(KernelPanic) in
             let process = try kernel.spawnTracedProgram()
             try kernel.switchTo(process)
@@ -113,16 +115,21 @@ public enum TraceReplay {
                     parseError = error
                     break
                 }
-                counters.records += 1
-                try replay(record, kernel: kernel, counters: &counters)
-                if counters.records % report == 0 || counters.records == survey.records { progress?(counters.records, survey.records) }
+                tally.counters.records += 1
+                try replay(record, kernel: kernel, counters: &tally.counters)
+                let done = tally.counters.records
+                if done % report == 0 || done == survey.records { progress?(done, survey.records) }
             }
-            counters.codePages = process.process.space.mappings.values.filter { $0.executable && !$0.writable }.count
-            counters.pagesTouched = process.process.space.mappings.count
-            counters.dataPages = counters.pagesTouched - counters.codePages
+            tally.counters.codePages = process.process.space.mappings.values.filter { $0.executable && !$0.writable }.count
+            tally.counters.pagesTouched = process.process.space.mappings.count
+            tally.counters.dataPages = tally.counters.pagesTouched - tally.counters.codePages
         }
         if let parseError { throw parseError }
         return run
+    }
+
+    final class Tally {
+        @exclusivity(unchecked) var counters = Counters()
     }
 
     struct Counters {

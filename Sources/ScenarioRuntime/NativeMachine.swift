@@ -11,7 +11,7 @@ public final class NativeMachine: GuestMachine {
     /// Per vCPU, once its L1 hypervisor entered L2: L1's second stage. The
     /// vCPU's registers are then L2's and each access is the architectural
     /// two-dimensional walk over L2's and L1's tables.
-    public private(set) var l1Paging: [NestedPaging?]
+    @exclusivity(unchecked) public private(set) var l1Paging: [NestedPaging?]
 
     public func l1Paging(vcpu: Int) -> NestedPaging? { l1Paging[vcpu] }
     @exclusivity(unchecked) private var counters = Counters()
