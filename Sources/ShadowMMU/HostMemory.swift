@@ -22,14 +22,14 @@ public final class HostMemory: PhysicalMemory {
     @usableFromInline let storage: SparseMemory
     private static let firstTableFrame: UInt64 = 0x100
     private static let tableFrameLimit: UInt64 = 0x10_0000  // 4 GiB
-    private var nextTableFrame = firstTableFrame
-    private var freeTableFrames: [UInt64] = []
+    @exclusivity(unchecked) private var nextTableFrame = firstTableFrame
+    @exclusivity(unchecked) private var freeTableFrames: [UInt64] = []
     /// Frames freed and not reallocated since.
-    public private(set) var freedFrames: Set<UInt64> = []
+    @exclusivity(unchecked) public private(set) var freedFrames: Set<UInt64> = []
     /// Reads of freed frames: a use-after-free by the hypervisor or hardware.
-    public private(set) var poisonedReads = 0
+    @exclusivity(unchecked) public private(set) var poisonedReads = 0
     /// Table frames currently allocated.
-    public private(set) var tableFramesInUse = 0
+    @exclusivity(unchecked) public private(set) var tableFramesInUse = 0
 
     public init() {
         storage = SparseMemory(size: 1 << UInt64(Self.maxPhysicalAddressBits))

@@ -44,12 +44,12 @@ public final class GuestMemory: PhysicalMemory {
     @usableFromInline let firstSlot: Memslot
     public let size: UInt64
     /// Dirty logging (KVM_MEM_LOG_DIRTY_PAGES on every slot).
-    public private(set) var dirtyLogging = false
+    @exclusivity(unchecked) public private(set) var dirtyLogging = false
     /// Frames marked dirty since the last harvest.
-    public private(set) var dirtyFrames: Set<UInt64> = []
+    @exclusivity(unchecked) public private(set) var dirtyFrames: Set<UInt64> = []
     /// Frames the guest really wrote since the last harvest (the machine
     /// reports every write it performs): what a logged frame is measured against.
-    public private(set) var writtenFrames: Set<UInt64> = []
+    @exclusivity(unchecked) public private(set) var writtenFrames: Set<UInt64> = []
     /// Frames a harvest reported that the guest had not written (allowed: a
     /// migration copies them for nothing).
     public private(set) var falsePositives = 0

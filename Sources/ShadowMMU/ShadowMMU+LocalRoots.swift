@@ -166,7 +166,7 @@ extension ShadowMMU {
     /// entry (the caller then links the right page) and returns true.
     /// `Regression.staleNPTPDPTE` switches the check off.
     func repointStaleLocalPDPTE(_ fault: PageFault, _ page: ShadowPage, sptep: UInt64, linked: ShadowPage) -> Bool {
-        guard page.isLocal, page.role.level == 3, fault.context.checksNestedPDPTEs, !regressions.contains(.staleNPTPDPTE),
+        guard page.isLocal, page.role.level == 3, fault.context.checksNestedPDPTEs, !regressed(.staleNPTPDPTE),
               linked.gfn != fault.walk.tableGFN[2]
         else { return false }
         statistics.nestedPDPTERepoints += 1

@@ -68,7 +68,7 @@ extension ShadowMMU {
         }
         let ept = if case .ept = paging { true } else { false }
         var cpuRole = CPURole(nested: paging)
-        if regressions.contains(.adDisabledNotInRole) { cpuRole.base.adDisabled = false }
+        if regressed(.adDisabledNotInRole) { cpuRole.base.adDisabled = false }
         let rootRole = PageRole.nestedRoot(for: cpuRole, hostLevels: tdpLevels, ept: ept)
         if context.nested == nil || cpuRole != context.cpuRole || rootRole != context.rootRole {
             freeRoots(context, current: true, previous: true)
@@ -108,7 +108,7 @@ extension ShadowMMU {
         case .fault(let nestedFault):
             statistics.nestedFaultsReflected += 1
             trace?.record(.note("L1's own nested tables deny the access: the fault is reflected to L1"))
-            if regressions.contains(.eptQualificationRightsSwapped), case .eptViolation(let qualification) = nestedFault.kind {
+            if regressed(.eptQualificationRightsSwapped), case .eptViolation(let qualification) = nestedFault.kind {
                 // The entry's rights in KVM's ACC_* order (exec, write, read) instead of EPT's (read, write, exec).
                 let swapped = qualification & ~UInt64(0x28) | (qualification & 0x8) << 2 | (qualification & 0x20) >> 2
                 return .reflectNestedFault(NestedFault(guestPhysicalAddress: nestedFault.guestPhysicalAddress, kind: .eptViolation(qualification: swapped)))

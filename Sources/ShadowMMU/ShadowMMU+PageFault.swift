@@ -92,7 +92,7 @@ extension ShadowMMU {
             // pass. KVM does it anyway under SMAP (deviation cr0-wp-emulation-smap);
             // the fix, and protection keys (which KVM's shadow MMU does not offer),
             // emulate the write instead.
-            let smapChecksLater = registers.cr4.contains(.smap) && fixes.contains(.cr0WPEmulationSMAP)
+            let smapChecksLater = registers.cr4.contains(.smap) && fixed(.cr0WPEmulationSMAP)
             if fault.pageAccess.contains(.user), smapChecksLater || context.cpuRole.cr4PKE {
                 statistics.emulatedAccesses += 1
                 return .emulate(gpa: fault.gpa, mmio: false)
@@ -130,7 +130,7 @@ extension ShadowMMU {
     /// every guest as if it were 36 (deviation pse36-limited-to-36-bits):
     /// bits 21:17 of a 4 MiB PDE reserved, bits 16:13 the address above 4 GiB.
     func walkRegisters(_ registers: ControlRegisters) -> ControlRegisters {
-        guard registers.mode == .bits32, registers.maxPhysicalAddressBits > 36, !fixes.contains(.pse36LimitedTo36Bits) else {
+        guard registers.mode == .bits32, registers.maxPhysicalAddressBits > 36, !fixed(.pse36LimitedTo36Bits) else {
             return registers
         }
         var model = registers.model
@@ -179,8 +179,8 @@ extension ShadowMMU {
         }
         var level = page.role.level
         // The rights of the direct pages that map a guest huge page with 4 KiB sptes.
-        var directAccess = regressions.contains(.directRoleWithoutLeafRights) ? upperLevelRights(fault) : fault.pageAccess
-        if regressions.contains(.cr0WP0DirtyBitMissed), let guestRights = fault.accessBeforeWPEmulation { directAccess = guestRights }
+        var directAccess = regressed(.directRoleWithoutLeafRights) ? upperLevelRights(fault) : fault.pageAccess
+        if regressed(.cr0WP0DirtyBitMissed), let guestRights = fault.accessBeforeWPEmulation { directAccess = guestRights }
         while level > fault.goalLevel {
             page.writeFloodingCount = 0
             let index = page.index(of: linear)
@@ -195,7 +195,7 @@ extension ShadowMMU {
             } else if spte.isShadowPresent, let existing = child(of: spte) {
                 if repointStaleLocalPDPTE(fault, page, sptep: sptep, linked: existing) {
                     // Unlinked: the shadow of the page directory L1 now names is linked below.
-                } else if indirect || existing.role.access == directAccess || regressions.contains(.directSPAccessReused) {
+                } else if indirect || existing.role.access == directAccess || regressed(.directSPAccessReused) {
                     page = existing
                     level = childLevel
                     continue
@@ -210,12 +210,12 @@ extension ShadowMMU {
             let child: ShadowPage
             if indirect {
                 // Before b1bd5cba3306 every page of the chain got the rights of the whole walk (`gw->pt_access`).
-                let inherited = regressions.contains(.inheritedPermissionsOfWalk) ? fault.walk.tableAccess(fault.walk.leafLevel) : fault.walk.tableAccess(childLevel)
+                let inherited = regressed(.inheritedPermissionsOfWalk) ? fault.walk.tableAccess(fault.walk.leafLevel) : fault.walk.tableAccess(childLevel)
                 let role = childRole(of: page.role, address: linear, direct: false, access: inherited)
                 child = shadowPage(context, gfn: fault.walk.tableGFN[childLevel], role: role, trace: fault.trace)
                 // The guest may have made a not-present entry present without a
                 // flush: sync before the page is used again.
-                if child.unsyncChildren > 0, !regressions.contains(.linkWithoutSync) { syncChildren(context, child, trace: fault.trace) }
+                if child.unsyncChildren > 0, !regressed(.linkWithoutSync) { syncChildren(context, child, trace: fault.trace) }
             } else {
                 let role = childRole(of: page.role, address: linear, direct: true, access: directAccess)
                 let span = UInt64(1) << UInt64(9 * childLevel)
@@ -340,7 +340,7 @@ extension ShadowMMU {
     /// aligned range lies wholly inside the slot — but 4 KiB pages while dirty
     /// logging, and at most 2 MiB under a PAE root.
     func hugePageLevel(gfn: UInt64, slot: Memslot, rootLevel: Int) -> Int {
-        guard !memory.dirtyLogging || regressions.contains(.hugePageWhileDirtyLogging) else { return 1 }
+        guard !memory.dirtyLogging || regressed(.hugePageWhileDirtyLogging) else { return 1 }
         for level in stride(from: rootLevel == 3 ? 2 : 3, to: 1, by: -1) {
             let span = UInt64(1) << UInt64(9 * (level - 1))
             let base = gfn & ~(span - 1)

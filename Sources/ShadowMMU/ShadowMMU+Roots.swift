@@ -65,7 +65,7 @@ extension ShadowMMU {
             context.cpuRole = cpuRole
             context.rootRole = shadowRootRole(for: cpuRole)
         }
-        if effects.contains(.pdptesLoaded), new.pdptes != old.pdptes, !regressions.contains(.pdptrChangeKeepsRoot) {
+        if effects.contains(.pdptesLoaded), new.pdptes != old.pdptes, !regressed(.pdptrChangeKeepsRoot) {
             // The PAE root mirrors the PDPTE registers: new values drop it (load_pdptrs).
             freeRoots(context, current: true, previous: false)
         }

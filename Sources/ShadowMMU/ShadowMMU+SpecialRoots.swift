@@ -175,7 +175,7 @@ extension ShadowMMU {
     /// "verify PDPTE for nested NPT in PAE paging mode when page fault").
     func freeSpecialRootForChangedNPDPTE(_ fault: PageFault) -> Bool {
         let context = fault.context
-        guard fixes.contains(.nptPDPTEsReadAtRootLoad), context.checksNestedPDPTEs, let root = context.root, root.isSpecialRoot else {
+        guard fixed(.nptPDPTEsReadAtRootLoad), context.checksNestedPDPTEs, let root = context.root, root.isSpecialRoot else {
             return false
         }
         let linked = shadowWalkStart(context, fault.address)

@@ -29,7 +29,7 @@ extension ShadowMMU {
         guard !leaves.isEmpty else { return }
         var flush = false
         for leaf in leaves where writeProtect(gfn: leaf.gfn) { flush = true }
-        if flush, !regressions.contains(.syncWriteProtectWithoutFlush) { flushRemoteTLBs() }
+        if flush, !regressed(.syncWriteProtectWithoutFlush) { flushRemoteTLBs() }
         for leaf in leaves where leaf.unsync && pageByFrame[leaf.frame] === leaf {
             leaf.unsync = false
             statistics.syncs += 1
@@ -87,7 +87,7 @@ extension ShadowMMU {
     /// Guest address of the entry that spte `index` of leaf page `page` shadows.
     func guestEntryAddress(_ page: ShadowPage, _ index: Int) -> UInt64 {
         page.role.hasFourByteGPTE
-            ? page.gfn << 12 + UInt64((regressions.contains(.syncIgnoresQuadrant) ? 0 : page.role.quadrant * 2048) + index * 4)
+            ? page.gfn << 12 + UInt64((regressed(.syncIgnoresQuadrant) ? 0 : page.role.quadrant * 2048) + index * 4)
             : page.gfn << 12 + UInt64(index * 8)
     }
 
@@ -151,7 +151,7 @@ extension ShadowMMU {
                 mode: registers.mode == .bits32 ? .pae : registers.mode, level: 1, large: false, model: registers.model,
                 executeDisableEnabled: registers.executeDisableEnabled)
         }
-        guard gpte & 1 != 0, gpte & 0x20 != 0, gpte & reserved == 0 || regressions.contains(.syncSkipsReservedBits) else { return nil }
+        guard gpte & 1 != 0, gpte & 0x20 != 0, gpte & reserved == 0 || regressed(.syncSkipsReservedBits) else { return nil }
         let gfn = fourByte ? (gpte & 0xffff_f000) >> 12 : (gpte & bitRange(registers.maxPhysicalAddressBits - 1, 12)) >> 12
         // Protection keys are not part of nested tables.
         let key = context.rootRole.level >= 4 && context.nested == nil ? Int(gpte >> 59 & 0xf) : 0

@@ -70,7 +70,7 @@ extension ShadowMMU {
             if page.role.level == 2 {
                 pageOffset &= ~7
                 pageOffset <<= 1
-                count = regressions.contains(.pde32WriteZapsOneHalf) ? 1 : 2
+                count = regressed(.pde32WriteZapsOneHalf) ? 1 : 2
             }
             let quadrant = pageOffset >> 12
             pageOffset &= 0xfff

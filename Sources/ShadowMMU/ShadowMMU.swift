@@ -54,7 +54,12 @@ public final class ShadowMMU {
     /// the vCPU runs L2 (KVM's `guest_mmu`); created at the first nested entry.
     @exclusivity(unchecked) public internal(set) var nestedContexts: [Context?]
     /// Known bugs switched back on, to show that the checker catches them.
-    public var regressions: Set<Regression> = []
+    @exclusivity(unchecked) public var regressions: Set<Regression> = []
+    /// Whether `regression` is switched on: no hashing when none is (the
+    /// fault path asks several times per fault).
+    @inline(__always) func regressed(_ regression: Regression) -> Bool { !regressions.isEmpty && regressions.contains(regression) }
+    /// Whether `deviation` is fixed, as cheaply.
+    @inline(__always) func fixed(_ deviation: Deviation) -> Bool { !fixes.isEmpty && fixes.contains(deviation) }
     /// Departures from the architecture that KVM makes and the model, by
     /// default, makes with it; each one listed here behaves architecturally.
     public var fixes: Set<Deviation> = [] {
@@ -72,11 +77,11 @@ public final class ShadowMMU {
     /// The shadow root role for `cpuRole`, as KVM computes it, but for the
     /// deviations fixed.
     func shadowRootRole(for cpuRole: CPURole) -> PageRole {
-        var role = PageRole.shadowRoot(for: cpuRole, keepingGuestNX: fixes.contains(.eferNXForced), keepingGuestPSE: fixes.contains(.cr4PSENotInRole))
+        var role = PageRole.shadowRoot(for: cpuRole, keepingGuestNX: fixed(.eferNXForced), keepingGuestPSE: fixed(.cr4PSENotInRole))
         // Role bits KVM once lacked (the bug zoo).
-        if regressions.contains(.cr0WPNotInRole) { role.cr0WP = false }
-        if regressions.contains(.smepAndNotWPNotInRole) { role.smepAndNotWP = false }
-        if regressions.contains(.smapAndNotWPNotInRole) { role.smapAndNotWP = false }
+        if regressed(.cr0WPNotInRole) { role.cr0WP = false }
+        if regressed(.smepAndNotWPNotInRole) { role.smepAndNotWP = false }
+        if regressed(.smapAndNotWPNotInRole) { role.smapAndNotWP = false }
         return role
     }
     @exclusivity(unchecked) public internal(set) var statistics = MMUStatistics()
@@ -100,16 +105,16 @@ public final class ShadowMMU {
     /// frame is write-tracked and can never be mapped writable.
     @exclusivity(unchecked) var writeTrack: [UInt64: Int] = [:]
     /// Pages with guest ptes (`indirect_shadow_pages`).
-    var indirectShadowPages = 0
+    @exclusivity(unchecked) var indirectShadowPages = 0
     /// The MMU generation; pages of an older one are obsolete (fast zap).
     @exclusivity(unchecked) public internal(set) var generation: UInt64 = 0
     /// Memslot generation, stamped into MMIO sptes.
-    public internal(set) var memslotGeneration: UInt64 = 0
+    @exclusivity(unchecked) public internal(set) var memslotGeneration: UInt64 = 0
     /// Cap on hashed shadow pages (`n_max_mmu_pages`).
-    public internal(set) var maxPages = Int.max
+    @exclusivity(unchecked) public internal(set) var maxPages = Int.max
     /// Hashed pages in use (`n_used_mmu_pages`).
     @exclusivity(unchecked) public internal(set) var usedPages = 0
-    var nextSerial = 0
+    @exclusivity(unchecked) var nextSerial = 0
 
     public init(
         host: HostMemory, memory: GuestMemory, vcpuCount: Int, guestModel: CPUModel, mode: MMUMode = .shadow,
@@ -136,19 +141,19 @@ public final class ShadowMMU {
         @exclusivity(unchecked) public internal(set) var rootRole: PageRole
         @exclusivity(unchecked) public internal(set) var root: ShadowPage?
         /// The guest CR3 the current root was built for.
-        var rootPGD: UInt64 = 0
+        @exclusivity(unchecked) var rootPGD: UInt64 = 0
         /// Cached roots for fast CR3 switches (`prev_roots`): 64-bit roots only.
         @exclusivity(unchecked) var previousRoots: [(pgd: UInt64, page: ShadowPage)?] = [nil, nil, nil]
         /// Backing frame of local PAE roots (and of the special `pae_root`),
         /// below 4 GiB; allocated when first needed.
-        public internal(set) var paeRootFrame: UInt64?
+        @exclusivity(unchecked) public internal(set) var paeRootFrame: UInt64?
         /// Frames of the special `pml4_root` (key 4) and `pml5_root` (key 5)
         /// tables, kept for the vCPU's life once allocated (`RootDesign.special`).
-        var paddingRootFrames: [Int: UInt64] = [:]
+        @exclusivity(unchecked) var paddingRootFrames: [Int: UInt64] = [:]
         /// For a nested context: the L1 hypervisor's second stage being shadowed.
         /// `registers` then hold L1's paging mode (NPT) and the guest walk is a
         /// walk of L1's nested tables, indexed by L2-physical address.
-        public internal(set) var nested: NestedPaging?
+        @exclusivity(unchecked) public internal(set) var nested: NestedPaging?
 
         /// The table the root shadows (KVM's `pgd`): the guest's CR3 table, or
         /// L1's nCR3 / EPTP table.
@@ -270,7 +275,7 @@ extension ShadowMMU {
     func accountShadowed(_ page: ShadowPage) {
         indirectShadowPages += 1
         if page.role.level > 1 { writeTrack[page.gfn, default: 0] += 1 }
-        if writeProtect(gfn: page.gfn), !regressions.contains(.noFlushAfterWriteProtect) { flushRemoteTLBs() }
+        if writeProtect(gfn: page.gfn), !regressed(.noFlushAfterWriteProtect) { flushRemoteTLBs() }
     }
 
     func unaccountShadowed(_ page: ShadowPage) {

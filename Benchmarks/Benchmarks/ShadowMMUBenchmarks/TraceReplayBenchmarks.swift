@@ -11,7 +11,8 @@ import GuestWorkloads
 /// 1024-entry TLB, a full walk with checks and A/D updates per miss) and by
 /// `TraceReplay.replayFile` under `mmu native` and `mmu shadow` (the same,
 /// plus the guest kernel's check of every result against its own tables,
-/// and two passes over the file: survey, then replay).
+/// and two passes over the file: survey, then replay), keeping no scenario
+/// text, as the command does without `--emit` (`record: false`).
 /// Aim: at most 2x (200 %) the C replayer's time.
 func registerTraceReplayBenchmarks() {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("shadowmmu-bench-stride.lackey").path
@@ -25,7 +26,7 @@ func registerTraceReplayBenchmarks() {
             let cTime = nanoseconds { _ = ctrace_replay(path, &result) }
             var records = 0
             let swiftTime = nanoseconds {
-                let run = try? TraceReplay.replayFile(path, options: WorkloadOptions(mode: .level4, mmu: MMUName.configuration(named: name)!))
+                let run = try? TraceReplay.replayFile(path, options: WorkloadOptions(mode: .level4, mmu: MMUName.configuration(named: name)!, record: false))
                 records = run?.trace.first { $0.0 == "records" }?.1 ?? -1
             }
             precondition(UInt64(records) == result.records, "the replays disagree: \(records) vs \(result.records) records")
