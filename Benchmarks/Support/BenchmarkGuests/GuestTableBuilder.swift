@@ -80,14 +80,7 @@ public struct GuestTableBuilder {
         if let last = lastRegion, last.linear == region {
             pageTable = last.pageTable
         } else {
-            var directory: UInt64
-            if mode == .pae {
-                directory = table(at: root + (linear >> 30 & 3) * 8, flags: Self.paePDPTEFlags)
-            } else {
-                let pdpt = table(at: root + (linear >> 39 & 511) * 8, flags: Self.tableEntryFlags)
-                directory = table(at: pdpt + (linear >> 30 & 511) * 8, flags: Self.tableEntryFlags)
-            }
-            pageTable = table(at: directory + (linear >> 21 & 511) * 8, flags: Self.tableEntryFlags)
+            pageTable = table(at: directory(for: linear) + (linear >> 21 & 511) * 8, flags: Self.tableEntryFlags)
             lastRegion = (region, pageTable)
         }
         poke(pageTable + (linear >> 12 & 511) * 8, gpa | flags)
@@ -97,15 +90,16 @@ public struct GuestTableBuilder {
     /// `flags` and PS, in a PAE or 4-level guest's page directory.
     public mutating func mapLarge(_ linear: UInt64, to gpa: UInt64, flags: UInt64 = 0x7) {
         precondition(mode != .bits32 && linear & 0x1f_ffff == 0 && gpa & 0x1f_ffff == 0, "2 MiB pages of PAE or 4-level guests, aligned")
-        let directory: UInt64
-        if mode == .pae {
-            directory = table(at: root + (linear >> 30 & 3) * 8, flags: Self.paePDPTEFlags)
-        } else {
-            let pdpt = table(at: root + (linear >> 39 & 511) * 8, flags: Self.tableEntryFlags)
-            directory = table(at: pdpt + (linear >> 30 & 511) * 8, flags: Self.tableEntryFlags)
-        }
-        poke(directory + (linear >> 21 & 511) * 8, gpa | flags | 0x80)
+        poke(directory(for: linear) + (linear >> 21 & 511) * 8, gpa | flags | 0x80)
         lastRegion = nil
+    }
+
+    /// The page directory covering `linear` in a PAE or 4-level guest, made
+    /// (with its PDPT) if missing.
+    private mutating func directory(for linear: UInt64) -> UInt64 {
+        if mode == .pae { return table(at: root + (linear >> 30 & 3) * 8, flags: Self.paePDPTEFlags) }
+        let pdpt = table(at: root + (linear >> 39 & 511) * 8, flags: Self.tableEntryFlags)
+        return table(at: pdpt + (linear >> 30 & 511) * 8, flags: Self.tableEntryFlags)
     }
 
     /// The guest physical address of the page-directory entry for `linear`
