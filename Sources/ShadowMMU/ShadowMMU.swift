@@ -98,7 +98,7 @@ public final class ShadowMMU {
     @exclusivity(unchecked) var pagesByGFN: [UInt64: [ShadowPage]] = [:]
     /// Every live page, hashed, invalid or local, by the host frame of its table
     /// (KVM finds a page from its table through the page's private field).
-    @exclusivity(unchecked) var pageByFrame: [UInt64: ShadowPage] = [:]
+    @exclusivity(unchecked) var pageByFrame = FrameTable()
     /// Reverse map: gfn → host addresses of the leaf sptes mapping it.
     @exclusivity(unchecked) var rmap: [UInt64: [UInt64]] = [:]
     /// gfn → number of upper-level (level > 1) shadow pages of it: such a
