@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ShadowMMU
 import X86Paging
 import ScenarioLanguage

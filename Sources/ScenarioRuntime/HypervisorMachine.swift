@@ -1,3 +1,5 @@
+import KVMCatalogue
+import MMUEncoding
 import ShadowMMU
 import VirtualMachine
 import X86Paging
