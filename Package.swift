@@ -3,8 +3,9 @@
 // ShadowMMU: an executable model of the Linux KVM x86 MMU.
 //
 // Modules, dependencies pointing one way (see docs/ and DESIGN.md §3):
-//   X86Paging ← ShadowMMU ← VirtualMachine ← ScenarioRuntime ← {ScenarioVerification,
-//   ScenarioVisualization, GuestWorkloads} ← ShadowMMUCommands ← shadowmmu
+//   X86Paging ← HostPlatform ← MMUEncoding ← ShadowMMU ← VirtualMachine ← ScenarioRuntime
+//   ← {ScenarioVerification, ScenarioVisualization, GuestWorkloads} ← ShadowMMUCommands
+//   ← shadowmmu; KVMCatalogue (KVM's deviations and historical bugs) ← ShadowMMU
 //   RealKVM (stand-alone: runs guest operations on the host's /dev/kvm)
 //   ← Conformance (the three witnesses: architecture, model, real KVM)
 //
@@ -23,6 +24,9 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .library(name: "X86Paging", targets: ["X86Paging"]),
+        .library(name: "HostPlatform", targets: ["HostPlatform"]),
+        .library(name: "MMUEncoding", targets: ["MMUEncoding"]),
+        .library(name: "KVMCatalogue", targets: ["KVMCatalogue"]),
         .library(name: "ShadowMMU", targets: ["ShadowMMU"]),
         .library(name: "VirtualMachine", targets: ["VirtualMachine"]),
         .library(name: "ScenarioLanguage", targets: ["ScenarioLanguage"]),
@@ -40,23 +44,36 @@ let package = Package(
     ],
     targets: [
         .target(name: "X86Paging"),
-        .target(name: "ShadowMMU", dependencies: ["X86Paging"]),
-        .target(name: "VirtualMachine", dependencies: ["ShadowMMU", "X86Paging"]),
+        // The host the hypervisor runs on: host memory, memslots, guest memory.
+        .target(name: "HostPlatform", dependencies: ["X86Paging"]),
+        // The words KVM's MMU writes and keys its pages by: sptes, page roles.
+        .target(name: "MMUEncoding", dependencies: ["HostPlatform", "X86Paging"]),
+        // Where KVM departs from the architecture (--fix) and its historical
+        // bugs (--regress): names and what is known about each.
+        .target(name: "KVMCatalogue"),
+        .target(name: "ShadowMMU", dependencies: ["HostPlatform", "MMUEncoding", "KVMCatalogue", "X86Paging"]),
+        .target(name: "VirtualMachine", dependencies: ["ShadowMMU", "HostPlatform", "X86Paging"]),
         .target(name: "ScenarioLanguage", dependencies: ["X86Paging"]),
-        .target(name: "ScenarioRuntime", dependencies: ["ScenarioLanguage", "VirtualMachine", "ShadowMMU", "X86Paging"]),
-        .target(name: "ScenarioVerification", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "VirtualMachine", "ShadowMMU", "X86Paging"]),
-        .target(name: "ScenarioVisualization", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging"]),
-        .target(name: "GuestWorkloads", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "X86Paging"]),
+        .target(
+            name: "ScenarioRuntime",
+            dependencies: ["ScenarioLanguage", "VirtualMachine", "ShadowMMU", "MMUEncoding", "KVMCatalogue", "X86Paging"]),
+        .target(
+            name: "ScenarioVerification",
+            dependencies: ["ScenarioRuntime", "ScenarioLanguage", "VirtualMachine", "ShadowMMU", "KVMCatalogue", "X86Paging"]),
+        .target(
+            name: "ScenarioVisualization",
+            dependencies: ["ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "MMUEncoding", "KVMCatalogue", "X86Paging"]),
+        .target(name: "GuestWorkloads", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "KVMCatalogue", "X86Paging"]),
         // Runs guest operations on the host's real /dev/kvm (Glibc only).
         .target(name: "RealKVM"),
         .target(
             name: "Conformance",
-            dependencies: ["RealKVM", "ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging"]),
+            dependencies: ["RealKVM", "ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "KVMCatalogue", "X86Paging"]),
         .target(
             name: "ShadowMMUCommands",
             dependencies: [
                 "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "ScenarioVisualization", "GuestWorkloads",
-                "Conformance", "RealKVM", "ShadowMMU", "X86Paging",
+                "Conformance", "RealKVM", "ShadowMMU", "KVMCatalogue", "X86Paging",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             plugins: ["BuildStamp"]
@@ -75,17 +92,25 @@ let package = Package(
         // are, hex, a scenario run to its printed lines); not a test target.
         .target(name: "TestSupport", dependencies: ["ScenarioLanguage", "ScenarioRuntime"], path: "Tests/TestSupport"),
         .testTarget(name: "X86PagingTests", dependencies: ["X86Paging"]),
+        .testTarget(name: "HostPlatformTests", dependencies: ["HostPlatform", "X86Paging"]),
+        .testTarget(name: "MMUEncodingTests", dependencies: ["MMUEncoding", "X86Paging"]),
+        .testTarget(name: "KVMCatalogueTests", dependencies: ["KVMCatalogue"]),
         .testTarget(
             name: "ShadowMMUTests",
-            dependencies: ["ShadowMMU", "VirtualMachine", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "X86Paging", "TestSupport"],
+            dependencies: [
+                "ShadowMMU", "HostPlatform", "MMUEncoding", "KVMCatalogue", "VirtualMachine", "ScenarioLanguage", "ScenarioRuntime",
+                "ScenarioVerification", "X86Paging", "TestSupport",
+            ],
             exclude: ["Regressions", "Deviations"]  // scenarios the tests read from disk
         ),
         .testTarget(name: "VirtualMachineTests", dependencies: ["VirtualMachine", "ShadowMMU", "X86Paging"]),
         .testTarget(name: "ScenarioLanguageTests", dependencies: ["ScenarioLanguage", "X86Paging", "TestSupport"]),
-        .testTarget(name: "ScenarioRuntimeTests", dependencies: ["ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging", "TestSupport"]),
+        .testTarget(
+            name: "ScenarioRuntimeTests",
+            dependencies: ["ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "HostPlatform", "X86Paging", "TestSupport"]),
         .testTarget(
             name: "ScenarioVerificationTests",
-            dependencies: ["ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "X86Paging", "TestSupport"]),
+            dependencies: ["ScenarioVerification", "ScenarioRuntime", "ScenarioLanguage", "ShadowMMU", "KVMCatalogue", "X86Paging", "TestSupport"]),
         .testTarget(
             name: "ScenarioVisualizationTests",
             dependencies: ["ScenarioVisualization", "ScenarioRuntime", "ScenarioLanguage", "X86Paging", "TestSupport"]),
@@ -97,7 +122,7 @@ let package = Package(
         .testTarget(name: "InputFuzzingTests", dependencies: ["InputFuzzing"]),
         .testTarget(
             name: "ShadowMMUCommandsTests",
-            dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "RealKVM", "TestSupport"],
+            dependencies: ["ShadowMMUCommands", "ScenarioLanguage", "ScenarioRuntime", "ScenarioVerification", "KVMCatalogue", "RealKVM", "TestSupport"],
             exclude: ["Fixtures"]),  // pages the browser check reads from disk
     ]
 )

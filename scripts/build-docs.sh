@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-modules=(X86Paging ShadowMMU VirtualMachine ScenarioLanguage ScenarioRuntime ScenarioVerification ScenarioVisualization GuestWorkloads RealKVM Conformance)
+modules=(X86Paging HostPlatform MMUEncoding KVMCatalogue ShadowMMU VirtualMachine ScenarioLanguage ScenarioRuntime ScenarioVerification ScenarioVisualization GuestWorkloads RealKVM Conformance)
 output="${1:-.build/docs}"
 
 swift_bin="$(dirname "$(command -v swift 2>/dev/null || echo /opt/swift/usr/bin/swift)")"

@@ -1,3 +1,4 @@
+import KVMCatalogue
 import RealKVM
 import ScenarioLanguage
 import ScenarioRuntime

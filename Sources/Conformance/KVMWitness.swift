@@ -280,7 +280,7 @@ final class KVMWitness: GuestMachine {
     // MARK: Inspection
 
     func registers(vcpu: Int) -> ControlRegisters { pending[vcpu] }
-    var statistics: [(String, Int)] { [] }
+    var statistics: MachineStatistics { MachineStatistics() }
     func shadowRoot(vcpu: Int) -> JSONValue { .null }
 }
 

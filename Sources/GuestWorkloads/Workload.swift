@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ShadowMMU
 import X86Paging
 import ScenarioLanguage
@@ -178,7 +179,7 @@ public struct WorkloadRun {
     /// Counters of a trace replay (accesses replayed, pages touched).
     public var trace: [(String, Int)]
     /// The machine's counters (`shadowmmu run --stats`).
-    public var statistics: [(String, Int)]
+    public var statistics: MachineStatistics
     public var commands: Int
     public var accesses: Int
     /// The recorded scenario (when recording).
@@ -196,7 +197,7 @@ public enum Workload {
     ) -> WorkloadRun {
         if let problem = problem(name, options: options) {
             return WorkloadRun(
-                title: name.rawValue, options: options, memorySize: 0, kernel: .init(), trace: [], statistics: [],
+                title: name.rawValue, options: options, memorySize: 0, kernel: .init(), trace: [], statistics: MachineStatistics(),
                 commands: 0, accesses: 0, scenario: nil, failure: KernelPanic(.unusable, problem))
         }
         let layout = GuestPagingLayout(mode: options.mode)
@@ -266,7 +267,7 @@ public enum Workload {
     ) -> WorkloadRun {
         let configuration = MachineConfiguration(memorySize: memory)
         var run = WorkloadRun(
-            title: title, options: options, memorySize: memory, kernel: .init(), trace: [], statistics: [],
+            title: title, options: options, memorySize: memory, kernel: .init(), trace: [], statistics: MachineStatistics(),
             commands: 0, accesses: 0, scenario: nil, failure: nil)
         if let problem = options.problem {
             run.failure = KernelPanic(.unusable, problem)

@@ -6,7 +6,6 @@ import ScenarioRuntime
 /// it cost the hypervisor.
 extension WorkloadRun {
     /// The machine's counter `name` (0 when this MMU has no such counter).
-    public func statistic(_ name: String) -> Int { statistics.first { $0.0 == name }?.1 ?? 0 }
 
     public var isHypervisor: Bool { options.mmu != .native }
 
@@ -29,23 +28,23 @@ extension WorkloadRun {
         if isHypervisor {
             lines.append("hypervisor")
             var rows: [(String, String)] = [
-                ("exits", "\(statistic("exits"))"),
-                ("shadow faults fixed", "\(statistic("shadow_faults_fixed"))" + (statistic("spurious_faults") > 0 ? " (\(statistic("spurious_faults")) spurious)" : "")),
-                ("guest faults", "\(statistic("guest_page_faults")) page faults reached the guest"),
-                ("emulated writes", "\(statistic("pte_writes_emulated")) page-table writes (\(statistic("emulated_accesses")) accesses emulated, \(statistic("pages_flooded")) pages zapped for flooding)"),
-                ("unsync / sync", "\(statistic("unsync")) / \(statistic("sync"))"),
-                ("roots", "\(statistic("roots_loaded")) loaded, \(statistic("cached_root_hits")) cached-root hits, \(statistic("local_roots_created")) local roots built"),
-                ("shadow pages", "\(statistic("shadow_pages")) now, \(statistic("shadow_pages_created")) created, \(statistic("shadow_pages_zapped")) zapped"),
-                ("memory", "\(statistic("host_table_frames") * 4) KiB of host tables (\(statistic("host_table_frames")) frames)"),
+                ("exits", "\(statistics[.exits])"),
+                ("shadow faults fixed", "\(statistics[.shadowFaultsFixed])" + (statistics[.spuriousFaults] > 0 ? " (\(statistics[.spuriousFaults]) spurious)" : "")),
+                ("guest faults", "\(statistics[.guestPageFaults]) page faults reached the guest"),
+                ("emulated writes", "\(statistics[.pteWritesEmulated]) page-table writes (\(statistics[.emulatedAccesses]) accesses emulated, \(statistics[.pagesFlooded]) pages zapped for flooding)"),
+                ("unsync / sync", "\(statistics[.unsync]) / \(statistics[.sync])"),
+                ("roots", "\(statistics[.rootsLoaded]) loaded, \(statistics[.cachedRootHits]) cached-root hits, \(statistics[.localRootsCreated]) local roots built"),
+                ("shadow pages", "\(statistics[.shadowPages]) now, \(statistics[.shadowPagesCreated]) created, \(statistics[.shadowPagesZapped]) zapped"),
+                ("memory", "\(statistics[.hostTableFrames] * 4) KiB of host tables (\(statistics[.hostTableFrames]) frames)"),
             ]
-            if statistic("hardware_walks") > 0, statistics.contains(where: { $0.0 == "walk_references" }) {
-                rows.append(("walks", "\(statistic("hardware_walks")) two-dimensional walks, \(Double(statistic("references_per_walk_x100")) / 100) references each"))
+            if statistics[.hardwareWalks] > 0, statistics.contains(.walkReferences) {
+                rows.append(("walks", "\(statistics[.hardwareWalks]) two-dimensional walks, \(Double(statistics[.referencesPerWalkX100]) / 100) references each"))
             } else {
-                rows.append(("hardware", "\(statistic("hardware_walks")) walks, \(statistic("hardware_tlb_hits")) TLB hits"))
+                rows.append(("hardware", "\(statistics[.hardwareWalks]) walks, \(statistics[.hardwareTLBHits]) TLB hits"))
             }
             for (name, value) in rows { lines.append("  " + Self.padded(name) + value) }
         } else {
-            lines.append("no hypervisor (mmu native): \(statistic("walks")) walks, \(statistic("tlb_hits")) TLB hits, \(statistic("tlb_misses")) TLB misses, \(statistic("guest_page_faults")) page faults")
+            lines.append("no hypervisor (mmu native): \(statistics[.walks]) walks, \(statistics[.tlbHits]) TLB hits, \(statistics[.tlbMisses]) TLB misses, \(statistics[.guestPageFaults]) page faults")
         }
         if let failure {
             lines.append(failure.kind == .mismatch ? "FAILED: \(failure)" : "stopped: \(failure)")
@@ -66,7 +65,7 @@ extension WorkloadRun {
             ("kernel", counters(kernel.all)),
         ]
         if !trace.isEmpty { fields.append(("trace", counters(trace))) }
-        fields.append(("stats", counters(statistics)))
+        fields.append(("stats", counters(statistics.printed.map { ($0.name, $0.value) })))
         fields.append(("result", .string(failure == nil ? "ok" : failure!.kind == .mismatch ? "panic" : "stopped")))
         if let failure { fields.append(("message", .string(failure.description))) }
         return .object(fields)

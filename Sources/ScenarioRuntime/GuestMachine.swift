@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ShadowMMU
 import X86Paging
 import ScenarioLanguage
@@ -37,7 +38,7 @@ public protocol GuestMachine: AnyObject {
     /// The architectural registers of `vcpu` (for explanations and checks).
     func registers(vcpu: Int) -> ControlRegisters
     /// Counters for `--stats`, in a stable order.
-    var statistics: [(String, Int)] { get }
+    var statistics: MachineStatistics { get }
     /// The hypervisor's current root of `vcpu` as the contract's tree, or
     /// `.null` when there is no hypervisor.
     func shadowRoot(vcpu: Int) -> JSONValue

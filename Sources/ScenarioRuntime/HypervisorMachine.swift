@@ -1,3 +1,5 @@
+import KVMCatalogue
+import MMUEncoding
 import ShadowMMU
 import VirtualMachine
 import X86Paging
@@ -271,28 +273,32 @@ public final class HypervisorMachine: GuestMachine, HypervisorView {
 
     public func registers(vcpu: Int) -> ControlRegisters { vm.vcpus[vcpu].registers }
 
-    public var statistics: [(String, Int)] {
+    public var statistics: MachineStatistics {
         let counters = vm.counters
-        return [
-            ("accesses", counters.accesses),
-            ("guest_page_faults", counters.guestPageFaults),
-            ("guest_gp_faults", counters.guestGeneralProtectionFaults),
-            ("rejected_register_writes", counters.rejectedRegisterWrites),
-            ("stores", counters.stores),
-            ("vm_entries", counters.vmEntries),
-            ("hardware_walks", counters.hardwareWalks),
-            ("hardware_tlb_hits", counters.hardwareTLBHits),
-        ] + (vm.mmu.mode.isTDP ? [
-            ("walk_references", counters.walkReferences),
-            ("references_per_walk_x100", counters.hardwareWalks == 0 ? 0 : counters.walkReferences * 100 / counters.hardwareWalks),
-        ] : []) + (vm.vcpus.contains { $0.l1Paging != nil } ? [
-            ("nested_faults_to_l1", counters.nestedFaultsToL1),
-            ("nested_emulations", counters.nestedEmulations),
-        ] : []) + vm.mmu.statistics.all + [
-            ("shadow_pages", vm.mmu.usedPages),
-            ("dirty_log_false_positives", vm.memory.falsePositives),
-            ("host_table_frames", vm.host.tableFramesInUse),
+        let hardware: [(Counter, Int)] = [
+            (.accesses, counters.accesses),
+            (.guestPageFaults, counters.guestPageFaults),
+            (.guestGPFaults, counters.guestGeneralProtectionFaults),
+            (.rejectedRegisterWrites, counters.rejectedRegisterWrites),
+            (.stores, counters.stores),
+            (.vmEntries, counters.vmEntries),
+            (.hardwareWalks, counters.hardwareWalks),
+            (.hardwareTLBHits, counters.hardwareTLBHits),
         ]
+        let twoDimensional: [(Counter, Int)] = vm.mmu.mode.isTDP ? [
+            (.walkReferences, counters.walkReferences),
+            (.referencesPerWalkX100, counters.hardwareWalks == 0 ? 0 : counters.walkReferences * 100 / counters.hardwareWalks),
+        ] : []
+        let nested: [(Counter, Int)] = vm.vcpus.contains { $0.l1Paging != nil } ? [
+            (.nestedFaultsToL1, counters.nestedFaultsToL1),
+            (.nestedEmulations, counters.nestedEmulations),
+        ] : []
+        let memory: [(Counter, Int)] = [
+            (.shadowPages, vm.mmu.usedPages),
+            (.dirtyLogFalsePositives, vm.memory.falsePositives),
+            (.hostTableFrames, vm.host.tableFramesInUse),
+        ]
+        return MachineStatistics(hardware + twoDimensional + nested + vm.mmu.statistics.counters + memory)
     }
 
     /// The root the vCPU's hardware uses now: L0's shadow of L1's tables while

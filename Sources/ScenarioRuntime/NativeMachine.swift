@@ -148,21 +148,22 @@ public final class NativeMachine: GuestMachine {
 
     public func registers(vcpu: Int) -> ControlRegisters { cpus[vcpu].registers }
 
-    public var statistics: [(String, Int)] {
-        [
-            ("accesses", counters.accesses),
-            ("guest_page_faults", counters.pageFaults),
-            ("guest_gp_faults", counters.generalProtectionFaults),
-            ("rejected_register_writes", counters.rejectedRegisterWrites),
-            ("walks", cpus.reduce(0) { $0 + $1.walks }),
-            ("tlb_hits", cpus.reduce(0) { $0 + $1.tlb.hits }),
-            ("tlb_misses", cpus.reduce(0) { $0 + $1.tlb.misses }),
-            ("stores", counters.stores),
-            ("invlpg", counters.invlpgs),
-            ("flushes", counters.flushes),
-            ("guest_pages_backed", memory.backing.allocatedPages),
-            ("dirty_log_false_positives", 0),  // the CPU's own log is exact
-        ] + (l1Paging.contains { $0 != nil } ? [("nested_faults_to_l1", counters.nestedFaults)] : [])
+    public var statistics: MachineStatistics {
+        let cpu: [(Counter, Int)] = [
+            (.accesses, counters.accesses),
+            (.guestPageFaults, counters.pageFaults),
+            (.guestGPFaults, counters.generalProtectionFaults),
+            (.rejectedRegisterWrites, counters.rejectedRegisterWrites),
+            (.walks, cpus.reduce(0) { $0 + $1.walks }),
+            (.tlbHits, cpus.reduce(0) { $0 + $1.tlb.hits }),
+            (.tlbMisses, cpus.reduce(0) { $0 + $1.tlb.misses }),
+            (.stores, counters.stores),
+            (.invlpg, counters.invlpgs),
+            (.flushes, counters.flushes),
+            (.guestPagesBacked, memory.backing.allocatedPages),
+            (.dirtyLogFalsePositives, 0),  // the CPU's own log is exact
+        ]
+        return MachineStatistics(cpu + (l1Paging.contains { $0 != nil } ? [(.nestedFaultsToL1, counters.nestedFaults)] : []))
     }
 
     public func shadowRoot(vcpu: Int) -> JSONValue { .null }

@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ShadowMMU
 import X86Paging
 import ScenarioLanguage
@@ -206,7 +207,7 @@ public final class ScenarioRunner {
 
     /// `{"stats":{…}}`
     public var statisticsJSON: String {
-        JSONValue.object([("stats", .object(machine.statistics.map { ($0.0, .number($0.1)) }))]).encoded
+        JSONValue.object([("stats", .object(machine.statistics.printed.map { ($0.name, .number($0.value)) }))]).encoded
     }
 
     /// `{"shadow":{"vcpu":N,"root":…}}` for every vCPU.

@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ShadowMMU
 import VirtualMachine
 import ScenarioLanguage
@@ -101,18 +102,18 @@ public enum ConfigurationMatrix {
             let scenario = try ScenarioParser.parse(text, fileName: "matrix-\(label).scenario")
             for report in try DifferentialChecker.check(scenario, under: configurations, fixes: fixes) {
                 guard let hypervisor = report.machine.hypervisor else { continue }
-                let statistics = Dictionary(report.machine.statistics, uniquingKeysWith: { first, _ in first })
+                let statistics = report.machine.statistics
                 let root = completeRoot(of: scenario, under: report.configuration, fixes: fixes) ?? hypervisor.currentRoot(vcpu: 0)
                 let (levels, local, special) = shape(root)
-                let walks = statistics["hardware_walks"] ?? 0
+                let walks = statistics[.hardwareWalks]
                 rows.append(MatrixRow(
                     configuration: report.configuration, guest: label, rootLevels: levels, localLevels: local, specialRoot: special,
                     passthrough: root?.role.passthrough ?? false,
-                    exits: statistics["exits"] ?? 0, pages: statistics["shadow_pages"] ?? 0,
-                    faultsFixed: statistics["shadow_faults_fixed"] ?? 0, guestFaults: statistics["guest_page_faults"] ?? 0,
-                    rootsBuilt: statistics["roots_loaded"] ?? 0, rootsFreed: statistics["roots_freed"] ?? 0,
-                    tableKiB: (statistics["host_table_frames"] ?? 0) * 4,
-                    referencesPerWalk: hypervisor.mmu.mode.isTDP && walks > 0 ? Double(statistics["walk_references"] ?? 0) / Double(walks) : nil,
+                    exits: statistics[.exits], pages: statistics[.shadowPages],
+                    faultsFixed: statistics[.shadowFaultsFixed], guestFaults: statistics[.guestPageFaults],
+                    rootsBuilt: statistics[.rootsLoaded], rootsFreed: statistics[.rootsFreed],
+                    tableKiB: statistics[.hostTableFrames] * 4,
+                    referencesPerWalk: hypervisor.mmu.mode.isTDP && walks > 0 ? Double(statistics[.walkReferences]) / Double(walks) : nil,
                     verdict: MatrixRow.Verdict(report)))
             }
         }

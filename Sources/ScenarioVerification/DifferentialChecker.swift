@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ShadowMMU
 import VirtualMachine
 import X86Paging

@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 /// What the hypervisor's walk of the guest's page tables found, per level

@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 /// What the hypervisor did while handling one exit, step by step — recorded

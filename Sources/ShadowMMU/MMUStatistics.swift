@@ -51,24 +51,4 @@ public struct MMUStatistics: Hashable, Sendable {
     public var rootsFreed = 0
 
     public init() {}
-
-    /// Name and value of every counter, in a stable order.
-    public var all: [(String, Int)] {
-        [
-            ("exits", exits), ("shadow_faults_fixed", shadowFaultsFixed), ("spurious_faults", spuriousFaults),
-            ("guest_faults_injected", guestFaultsInjected), ("emulated_accesses", emulatedAccesses),
-            ("mmio_exits", mmioExits), ("mmio_sptes_created", mmioSPTEsCreated),
-            ("shadow_pages_created", pagesCreated), ("shadow_pages_zapped", pagesZapped),
-            ("pte_writes_emulated", pteWritesEmulated), ("pages_flooded", pagesFlooded),
-            ("pages_recycled", pagesRecycled), ("unsync", unsyncs), ("sync", syncs),
-            ("local_roots_created", localRootsCreated), ("local_pages_created", localPagesCreated),
-            ("local_pages_freed", localPagesFreed), ("cached_root_hits", cachedRootHits),
-            ("cached_root_misses", cachedRootMisses), ("roots_loaded", rootsLoaded),
-            ("remote_tlb_flushes", remoteTLBFlushes), ("invlpg", invlpgs), ("guest_tlb_flushes", guestTLBFlushes),
-            ("fast_zaps", fastZaps), ("trapped_stores", trappedStores),
-            ("nested_exits", nestedExits), ("nested_faults_reflected", nestedFaultsReflected),
-            ("nested_pdpte_repoints", nestedPDPTERepoints),
-            ("special_roots_created", specialRootsCreated), ("roots_freed", rootsFreed),
-        ]
-    }
 }

@@ -1,3 +1,5 @@
+import HostPlatform
+import MMUEncoding
 import X86Paging
 
 /// One fault on its way through the MMU (KVM's `struct kvm_page_fault`): what

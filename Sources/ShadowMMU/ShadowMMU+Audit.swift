@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 /// How much an audit checks (DESIGN.md §5.3).

@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 /// A snapshot of one shadow page and what its present entries lead to, for

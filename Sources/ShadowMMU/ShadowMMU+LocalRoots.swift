@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 // Local shadow pages for special roots: Lai Jiangshan's series "KVM: X86/MMU:

@@ -1,3 +1,5 @@
+import HostPlatform
+import MMUEncoding
 import X86Paging
 
 /// What the hypervisor did with a page fault the hardware raised on its

@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 extension ShadowMMU {

@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 // Upstream KVM's special roots (`RootDesign.special`): the design the series

@@ -1,13 +1,11 @@
+import HostPlatform
+// Re-exported for now, and only this module: Check.swift, VerdictJSON.swift
+// and FuzzCampaign.swift name Deviation and Regression with `import ShadowMMU`
+// alone and are being changed on another branch; every other file imports
+// KVMCatalogue itself. Drop the re-export once those three import it.
+@_exported import KVMCatalogue
+import MMUEncoding
 import X86Paging
-
-/// The paging hardware of the host the hypervisor runs on.
-public enum HostPaging: Sendable, Hashable {
-    /// x86-64: roots of 3 (PAE, for guests with fewer levels), 4 or 5 levels.
-    case bits64
-    /// A 32-bit PAE host: every root is a PAE root; guests with 4 or 5 levels
-    /// cannot run.
-    case pae32
-}
 
 /// How the hypervisor virtualizes the guest's paging.
 public enum MMUMode: Hashable, Sendable {

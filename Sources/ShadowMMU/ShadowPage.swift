@@ -1,3 +1,4 @@
+import MMUEncoding
 import X86Paging
 
 /// One 4 KiB table the hypervisor built (KVM's `kvm_mmu_page`): its 512

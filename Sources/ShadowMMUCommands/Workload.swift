@@ -258,7 +258,7 @@ struct RootDesignComparison {
 
     /// (heading, value per run) for each row of the table.
     var rows: [(String, [String])] {
-        func counter(_ name: String) -> [String] { runs.map { String($0.run.statistic(name)) } }
+        func counter(_ counter: Counter) -> [String] { runs.map { String($0.run.statistics[counter]) } }
         func perSwitch(_ value: (WorkloadRun, Double) -> Double, format: String) -> [String] {
             runs.map { run in
                 let switches = run.run.kernel.contextSwitches
@@ -266,18 +266,18 @@ struct RootDesignComparison {
             }
         }
         return [
-            ("exits", counter("exits")),
-            ("shadow faults fixed", counter("shadow_faults_fixed")),
-            ("roots loaded", counter("roots_loaded")),
-            ("cached-root hits", counter("cached_root_hits")),
-            ("local roots built", counter("local_roots_created")),
-            ("special roots built", counter("special_roots_created")),
-            ("roots freed", counter("roots_freed")),
-            ("shadow pages now", counter("shadow_pages")),
-            ("shadow pages created", counter("shadow_pages_created")),
-            ("host table KiB", runs.map { String($0.run.statistic("host_table_frames") * 4) }),
+            ("exits", counter(.exits)),
+            ("shadow faults fixed", counter(.shadowFaultsFixed)),
+            ("roots loaded", counter(.rootsLoaded)),
+            ("cached-root hits", counter(.cachedRootHits)),
+            ("local roots built", counter(.localRootsCreated)),
+            ("special roots built", counter(.specialRootsCreated)),
+            ("roots freed", counter(.rootsFreed)),
+            ("shadow pages now", counter(.shadowPages)),
+            ("shadow pages created", counter(.shadowPagesCreated)),
+            ("host table KiB", runs.map { String($0.run.statistics[.hostTableFrames] * 4) }),
             ("context switches", runs.map { String($0.run.kernel.contextSwitches) }),
-            ("exits per switch", perSwitch({ run, _ in Double(run.statistic("exits")) }, format: "%.2f")),
+            ("exits per switch", perSwitch({ run, _ in Double(run.statistics[.exits]) }, format: "%.2f")),
             ("run time (s)", runs.map { String(format: "%.3f", $0.seconds) }),
             ("µs per switch", perSwitch({ _, seconds in seconds * 1e6 }, format: "%.1f")),
         ]

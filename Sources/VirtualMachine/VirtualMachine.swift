@@ -1,3 +1,4 @@
+import HostPlatform
 import ShadowMMU
 import X86Paging
 

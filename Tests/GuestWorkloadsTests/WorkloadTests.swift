@@ -112,7 +112,7 @@ private let allCombinations: [(WorkloadName, GuestPagingLayout.Mode)] =
         // A copy-on-write fault is a user write to a present page: error code P W U.
         #expect(four.scenario?.contains("expect fault ec=0x7") == true)
         // Write-protecting the parent's entries writes shadowed page tables: the hypervisor emulates them.
-        #expect(four.statistic("pte_writes_emulated") > one.statistic("pte_writes_emulated"))
+        #expect(four.statistics[.pteWritesEmulated] > one.statistics[.pteWritesEmulated])
         // exec tears address spaces down: page tables are freed.
         #expect(four.kernel.pageTablesFreed > one.kernel.pageTablesFreed)
     }
@@ -149,15 +149,15 @@ private let allCombinations: [(WorkloadName, GuestPagingLayout.Mode)] =
         #expect(run.kernel.hugePageFaults == 4 + 2)
         #expect(run.kernel.segmentationFaults == 1)
         // The shadow MMU maps a guest huge page with direct shadow pages of small sptes.
-        #expect(run.statistic("shadow_pages_created") > 0)
+        #expect(run.statistics[.shadowPagesCreated] > 0)
     }
 
     @Test func contextSwitchesReuseCachedRootsUnderShadowPaging() {
         let run = runWorkload(.processes, mode: .level4, mmu: .shadow(host: .bits64), size: .count(3))
         #expect(run.failure == nil)
         #expect(run.kernel.contextSwitches == 12)
-        #expect(run.statistic("cached_root_hits") > 0)
-        #expect(run.statistic("exits") > run.kernel.pageFaultsHandled)
+        #expect(run.statistics[.cachedRootHits] > 0)
+        #expect(run.statistics[.exits] > run.kernel.pageFaultsHandled)
     }
 
     @Test func bootInitialisesTheMemoryMapThroughTheDirectMap() {
@@ -220,7 +220,7 @@ private final class MisdirectingMachine: GuestMachine {
     func stopDirtyLog() {}
     func readDirtyLog() -> [UInt64] { [] }
     func registers(vcpu: Int) -> ControlRegisters { inner.registers(vcpu: vcpu) }
-    var statistics: [(String, Int)] { inner.statistics }
+    var statistics: MachineStatistics { inner.statistics }
     func shadowRoot(vcpu: Int) -> JSONValue { .null }
 }
 

@@ -1,3 +1,4 @@
+import HostPlatform
 import ScenarioLanguage
 import ScenarioRuntime
 import ShadowMMU

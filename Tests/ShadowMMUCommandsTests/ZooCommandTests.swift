@@ -1,3 +1,4 @@
+import KVMCatalogue
 @testable import ShadowMMUCommands
 import ScenarioLanguage
 import ScenarioVerification

@@ -1,3 +1,5 @@
+import KVMCatalogue
+import MMUEncoding
 import Foundation
 import ScenarioLanguage
 import ScenarioRuntime

@@ -1,3 +1,4 @@
+import HostPlatform
 @testable import ShadowMMU
 import Testing
 import VirtualMachine

@@ -1,3 +1,5 @@
+import KVMCatalogue
+import MMUEncoding
 @testable import ShadowMMU
 import Foundation
 import ScenarioLanguage

@@ -1,3 +1,5 @@
+import KVMCatalogue
+import MMUEncoding
 import Foundation
 @testable import ShadowMMU
 import ScenarioLanguage

@@ -1,3 +1,4 @@
+import MMUEncoding
 @testable import ShadowMMU
 import ScenarioLanguage
 import ScenarioRuntime

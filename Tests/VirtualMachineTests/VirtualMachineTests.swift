@@ -90,14 +90,4 @@ struct VirtualMachineTests {
         #expect(vm.counters.emulatedSupervisorAccesses == 2)  // the non-canonical #GP is raised before any walk
         #expect(vm.violations.isEmpty)
     }
-
-    @Test("host memory poisons a freed table frame")
-    func freedFramesArePoisoned() {
-        let host = HostMemory()
-        let frame = host.allocateTableFrame()
-        host.setEntry(frame << 12, 0x1234)
-        host.freeTableFrame(frame)
-        #expect(host.freedFrames.contains(frame))
-        #expect(host.entry(frame << 12) == HostMemory.poison)
-    }
 }

@@ -61,10 +61,10 @@ struct ProcessCurve {
         let switches = Double(run.kernel.contextSwitches)
         return [
             cell(run.kernel.contextSwitches),
-            cell(Double(run.statistic("exits")) / switches, digits: 2),
-            cell(Double(run.statistic("shadow_faults_fixed")) / switches, digits: 2),
-            cell(run.statistic("host_table_frames") * 4),
-            cell(run.statistic("shadow_pages")),
+            cell(Double(run.statistics[.exits]) / switches, digits: 2),
+            cell(Double(run.statistics[.shadowFaultsFixed]) / switches, digits: 2),
+            cell(run.statistics[.hostTableFrames] * 4),
+            cell(run.statistics[.shadowPages]),
             cell(Int(run.memorySize >> 20)),
         ]
     }
@@ -89,7 +89,7 @@ struct ProcessCurve {
         if let failure = run.failure { fatalError("processes \(processes) under \(mmu.rawValue): \(failure)") }
         require(run.kernel.processesCreated == processes, "processes \(processes): \(run.kernel.processesCreated) created")
         require(run.kernel.contextSwitches >= processes, "processes \(processes): only \(run.kernel.contextSwitches) context switches")
-        require(run.statistic("exits") > 0, "processes \(processes) under \(mmu.rawValue): no exit counted (no hypervisor?)")
+        require(run.statistics[.exits] > 0, "processes \(processes) under \(mmu.rawValue): no exit counted (no hypervisor?)")
         guard let firstRoundEnd, let lastRoundEnd else { fatalError("processes \(processes): the workload reported no rounds") }
         let steady = lastRoundEnd - firstRoundEnd
         let steadyNanoseconds = Double(steady.components.seconds) * 1e9 + Double(steady.components.attoseconds) / 1e9

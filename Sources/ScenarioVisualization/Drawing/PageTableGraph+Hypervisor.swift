@@ -1,3 +1,4 @@
+import MMUEncoding
 import ShadowMMU
 import X86Paging
 import ScenarioLanguage

@@ -1,3 +1,4 @@
+import KVMCatalogue
 import X86Paging
 import ScenarioLanguage
 import ScenarioRuntime

@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ScenarioLanguage
 import ScenarioRuntime
 import ShadowMMU
@@ -69,8 +70,8 @@ public struct ScenarioReport: Sendable {
                 pictures.append(Picture(line: next, graph: graph))
             }
         }
-        var counters = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
-        let counterNames = machine.statistics.map(\.0)
+        var counters = Dictionary(machine.statistics.printed, uniquingKeysWith: { first, _ in first })
+        let counterNames = machine.statistics.printed.map(\.name)
         var steps: [Step] = []
         var vcpu = 0
         for (index, command) in scenario.commands.enumerated() {
@@ -79,7 +80,7 @@ public struct ScenarioReport: Sendable {
             var observation: Observation?
             var failure: String?
             runner.step(observe: { observation = $0 }, expectationFailed: { failure = "expected \($0.expected), got \($0.actual)" })
-            let after = Dictionary(machine.statistics, uniquingKeysWith: { first, _ in first })
+            let after = Dictionary(machine.statistics.printed, uniquingKeysWith: { first, _ in first })
             var deltas: [String: Int] = [:]
             for (name, value) in after where value != counters[name] { deltas[name] = value - (counters[name] ?? 0) }
             counters = after

@@ -229,7 +229,7 @@ extension PageRole {
 
     /// Whether this role has the paging settings (CR0.WP, SMEP/SMAP/PKE and not
     /// WP, EFER.NX, 4-byte entries, A/D, guest mode, CR4.PSE) of `root`'s.
-    func inheritsSettings(of root: PageRole) -> Bool {
+    package func inheritsSettings(of root: PageRole) -> Bool {
         rawValue & Self.settingsMask == root.rawValue & Self.settingsMask
     }
 
@@ -243,6 +243,45 @@ extension PageRole {
         role.access = .all
         role.cr0WP = true
         role.eferNX = true
+        return role
+    }
+}
+
+extension CPURole {
+    /// The "guest" role of a nested context (`kvm_init_shadow_npt_mmu`,
+    /// `kvm_init_shadow_ept_mmu`): what L1's nested tables look like. NPT
+    /// tables have the format of L1's own paging mode; EPT tables have the
+    /// EPTP's levels, and accessed/dirty flags only when the EPTP enables them.
+    public init(nested paging: NestedPaging) {
+        switch paging {
+        case .npt(let l1):
+            self.init(l1)
+        case .ept(let eptp, _):
+            self.init(ControlRegisters(model: CPUModel(maxPhysicalAddressBits: 52)))
+            base.direct = false
+            base.level = eptp.levels
+            base.cr0WP = true
+            base.eferNX = true
+            base.adDisabled = !eptp.accessedDirtyEnabled
+        }
+        base.guestMode = true
+    }
+}
+
+extension PageRole {
+    /// The root role that shadows an L1's nested tables with L0's own TDP
+    /// hardware (`kvm_calc_shadow_npt_root_page_role`): NPT roots have L0's
+    /// TDP levels — local pages stand for the levels a 32-bit or PAE L1 lacks,
+    /// and a 5-level root over a 4-level L1 is a passthrough page — while a
+    /// shadow EPT root has the EPTP's levels. Unlike ordinary shadow paging,
+    /// KVM does not force EFER.NX here: the role keeps L1's, which decides
+    /// whether bit 63 of an NPT entry is NX or reserved.
+    public static func nestedRoot(for cpuRole: CPURole, hostLevels: Int, ept: Bool) -> PageRole {
+        var role = cpuRole.base
+        if !ept {
+            role.level = hostLevels
+            role.passthrough = hostLevels == 5 && cpuRole.level == 4
+        }
         return role
     }
 }

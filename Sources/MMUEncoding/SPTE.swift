@@ -1,3 +1,4 @@
+import HostPlatform
 import X86Paging
 
 /// The entry format of the tables the hypervisor builds: x86 page tables
