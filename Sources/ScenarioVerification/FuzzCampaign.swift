@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ScenarioLanguage
 import ShadowMMU
 

@@ -1,9 +1,5 @@
 import HostPlatform
-// Re-exported for now, and only this module: Check.swift, VerdictJSON.swift
-// and FuzzCampaign.swift name Deviation and Regression with `import ShadowMMU`
-// alone and are being changed on another branch; every other file imports
-// KVMCatalogue itself. Drop the re-export once those three import it.
-@_exported import KVMCatalogue
+import KVMCatalogue
 import MMUEncoding
 import X86Paging
 

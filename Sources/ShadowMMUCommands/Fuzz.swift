@@ -1,3 +1,4 @@
+import KVMCatalogue
 import Foundation
 import ArgumentParser
 import GuestWorkloads

@@ -1,3 +1,4 @@
+import KVMCatalogue
 import ScenarioVerification
 import ShadowMMU
 
