@@ -19,7 +19,10 @@ extension ShadowMMU {
         func fail(_ message: String) { problems.append("\(point): \(message)") }
 
         // The hash: keys match, valid pages only, no local page.
-        for (key, page) in hash {
+        // Dictionaries are walked in a fixed order, so that the findings come
+        // out in the same order in every run (and `check --jobs N` prints
+        // exactly what `--jobs 1` does).
+        for (key, page) in hash.sorted(by: { $0.value.serial < $1.value.serial }) {
             if key.gfn != page.gfn || key.role != page.role { fail("hash key \(key.gfn.hex)/\(key.role) holds page \(page.gfn.hex)/\(page.role)") }
             if page.isLocal { fail("local page at frame \(page.frame.hex) is in the hash") }
             if isObsolete(page) { fail("obsolete page \(page.gfn.hex) (\(page.role)) is still in the hash") }
@@ -28,7 +31,7 @@ extension ShadowMMU {
         if usedPages != hash.count { fail("used page count \(usedPages) differs from the hash's \(hash.count)") }
 
         let owners = Dictionary(grouping: pageByFrame.values.filter(\.isLocal), by: { $0.owner! })
-        for (owner, pages) in owners {
+        for (owner, pages) in owners.sorted(by: { $0.key < $1.key }) {
             for page in pages where !isReachable(page, from: contexts[owner].root) && !isReachable(page, from: nestedContexts[owner]?.root) {
                 fail("local page at frame \(page.frame.hex) of vCPU \(owner) is not on its root path")
             }
@@ -105,7 +108,7 @@ extension ShadowMMU {
 
     private func auditLeaves(_ fail: (String) -> Void) {
         var rmapCount = 0
-        for (gfn, spteps) in rmap {
+        for (gfn, spteps) in rmap.sorted(by: { $0.key < $1.key }) {
             rmapCount += spteps.count
             for sptep in spteps {
                 let spte = SPTE(rawValue: host.entry(sptep))

@@ -24,6 +24,23 @@ import Testing
         }
     }
 
+    /// Regression (found comparing `check --jobs 1` with `--jobs 2` over every
+    /// shipped scenario): the audit walked the MMU's dictionaries, whose order
+    /// changes from one process to the next (Swift seeds its hashing per
+    /// process), so a run with many audit findings printed them in another
+    /// order each time. The CheckJobs files above have few findings, which is
+    /// why the test had not seen it. The cr4-pse deviation's scenario has
+    /// dozens, over several gfns: four runs must print the same bytes.
+    @Test func auditFindingsComeOutInTheSameOrderInEveryRun() throws {
+        let command = ["check", "--roots", "local", "--quiet", "Tests/ShadowMMUTests/Regressions/cr4-pse-toggle-4m-page.scenario"]
+        let first = try shadowmmu(command)
+        #expect(first.stdout.components(separatedBy: "not the gfn's backing").count > 4, "the scenario no longer gives several audit findings:\n\(first.stdout)")
+        for _ in 1...3 {
+            let again = try shadowmmu(command)
+            #expect(again.stdout == first.stdout, "a second run printed\n\(again.stdout)\n--- and the first\n\(first.stdout)")
+        }
+    }
+
     @Test func anUnusableFileEndsTheRunWhereOneJobEndsIt() throws {
         try withScenarioFile("broken.scenario", "machine memory=16M\nbogus 1\n") { broken in
             let common = ["check", "--regress", "stale-npt-pdpte"] + Self.files.prefix(2) + [broken, "examples/4-level.scenario"]
