@@ -15,9 +15,9 @@ extension ShadowMMU {
         return loadRoot(context)
     }
 
-    /// The serial of the root `vcpu` runs on at its next entry unless
-    /// something changes it first: nil when it has no root or must rebuild it
-    /// (a new root is entered with a flushed TLB, ``ShadowPage/serial``).
+    /// The root `vcpu` runs on at its next entry unless something changes it
+    /// first: nil when it has no root or must rebuild it (a new root, told
+    /// apart by ``ShadowPage/serial``, is entered with a flushed TLB).
     public func rootKeptAtEntry(vcpu: Int) -> ShadowPage? {
         guard let root = contexts[vcpu].root, !isObsoleteRoot(root) else { return nil }
         return root

@@ -177,11 +177,10 @@ public final class TLB {
         }
     }
 
-    /// The translations a lookup could return now, for audits (O(capacity)).
+    /// The translations a lookup could return now, each for its own PCID,
+    /// for audits (O(capacity)): `lookup` decides, so the two cannot disagree.
     public var usableEntries: [TLBEntry] {
-        (0..<capacity).map { slots[$0] }.filter { entry in
-            entry.flushGeneration == flushGeneration && (entry.global || entry.pcidGeneration == pcidGenerations[Int(entry.pcid)])
-        }
+        (0..<capacity).compactMap { lookup(slots[$0].virtualPage << 12, pcid: Int(slots[$0].pcid)) }
     }
 
     /// Number of live entries (for tests and statistics; O(capacity)).
